@@ -1,0 +1,137 @@
+//! `millstream`: the server (`millstream serve`) and, later, client commands for people.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use millstream_server::{Server, ServerConfig, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "millstream",
+    version,
+    about = "A durable, AWS Kinesis-compatible streaming server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (Kinesis Data Streams API on one port, data in a local directory).
+    Serve(ServeArgs),
+}
+
+/// Flags override environment variables, which override the configuration file.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (see millstream.example.toml).
+    #[arg(long, env = "MILLSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, env = "MILLSTREAM_HOST")]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 4567].
+    #[arg(long, env = "MILLSTREAM_PORT")]
+    port: Option<u16>,
+    /// Directory holding all data [default: ./millstream-data].
+    #[arg(long, env = "MILLSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Region in ARNs [default: us-east-1].
+    #[arg(long, env = "MILLSTREAM_REGION")]
+    region: Option<String>,
+    /// 12-digit account id in ARNs and messages [default: 000000000000].
+    #[arg(long, env = "MILLSTREAM_ACCOUNT_ID")]
+    account_id: Option<String>,
+    /// Milliseconds a new stream stays CREATING [default: 0].
+    #[arg(long, env = "MILLSTREAM_CREATE_STREAM_MS")]
+    create_stream_ms: Option<u64>,
+    /// Milliseconds a deleted stream stays DELETING [default: 0].
+    #[arg(long, env = "MILLSTREAM_DELETE_STREAM_MS")]
+    delete_stream_ms: Option<u64>,
+    /// Milliseconds a stream stays UPDATING after a change [default: 0].
+    #[arg(long, env = "MILLSTREAM_UPDATE_STREAM_MS")]
+    update_stream_ms: Option<u64>,
+    /// Durability: `always` (fsync before acknowledging), `interval:<ms>` or `never`.
+    #[arg(long, env = "MILLSTREAM_SYNC")]
+    sync: Option<String>,
+    /// Account-wide shard quota [default: 20000].
+    #[arg(long, env = "MILLSTREAM_SHARD_LIMIT")]
+    shard_limit: Option<u32>,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let flags = Settings {
+            host: self.host.clone(),
+            port: self.port,
+            data_dir: self.data_dir.clone(),
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            create_stream_ms: self.create_stream_ms,
+            delete_stream_ms: self.delete_stream_ms,
+            update_stream_ms: self.update_stream_ms,
+            sync: self.sync.clone(),
+            shard_limit: self.shard_limit,
+            ..Settings::default()
+        };
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Settings::from_toml(&text)?
+            }
+            None => Settings::default(),
+        };
+        Ok(flags.or(file))
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig::resolve(args.settings()?)?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::bind(config).await?;
+    let address = server.local_addr()?;
+    // Tests and scripts read this line to learn the port when started with --port 0.
+    println!("millstream listening on http://{address}");
+    println!("millstream data in {}", data_dir.display());
+    server.run(shutdown_signal()).await
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MILLSTREAM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}

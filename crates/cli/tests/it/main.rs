@@ -1,0 +1,10 @@
+//! Integration tests: a real `millstream serve` process driven by real AWS clients.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap freely too
+
+mod python_clients;
+mod restart;
+mod sdk_control;
+mod sdk_data;
+mod sdk_reshard;
+mod support;
+mod wire;

@@ -1,0 +1,270 @@
+//! Server configuration: defaults in code, then a TOML file, then environment variables, then
+//! flags (the last two are merged by the `millstream` CLI before they reach `resolve`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use millstream_storage::SyncPolicy;
+use serde::Deserialize;
+
+/// Settings as they may appear in `millstream.toml`; every key optional. Documented in
+/// `millstream.example.toml` at the repository root.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+    pub create_stream_ms: Option<u64>,
+    pub delete_stream_ms: Option<u64>,
+    pub update_stream_ms: Option<u64>,
+    /// `always` (fsync every group commit, the default), `interval:<ms>` or `never`.
+    pub sync: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub shard_limit: Option<u32>,
+    pub expose_stream_id: Option<bool>,
+    /// When non-empty, SigV4 signatures are verified against these credentials.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl Settings {
+    /// `self` where set, else `fallback`.
+    pub fn or(self, fallback: Settings) -> Settings {
+        Settings {
+            host: self.host.or(fallback.host),
+            port: self.port.or(fallback.port),
+            data_dir: self.data_dir.or(fallback.data_dir),
+            region: self.region.or(fallback.region),
+            account_id: self.account_id.or(fallback.account_id),
+            create_stream_ms: self.create_stream_ms.or(fallback.create_stream_ms),
+            delete_stream_ms: self.delete_stream_ms.or(fallback.delete_stream_ms),
+            update_stream_ms: self.update_stream_ms.or(fallback.update_stream_ms),
+            sync: self.sync.or(fallback.sync),
+            max_body_bytes: self.max_body_bytes.or(fallback.max_body_bytes),
+            shard_limit: self.shard_limit.or(fallback.shard_limit),
+            expose_stream_id: self.expose_stream_id.or(fallback.expose_stream_id),
+            credentials: if self.credentials.is_empty() {
+                fallback.credentials
+            } else {
+                self.credentials
+            },
+        }
+    }
+
+    /// # Errors
+    /// A message naming the key and what it accepts.
+    pub fn from_toml(text: &str) -> Result<Settings, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(format!("invalid configuration file: {e}")))
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    pub create_delay: Duration,
+    pub delete_delay: Duration,
+    pub update_delay: Duration,
+    pub sync_policy: SyncPolicy,
+    pub max_body_bytes: usize,
+    pub shard_limit: u32,
+    pub expose_stream_id: bool,
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+pub const DEFAULT_PORT: u16 = 4567;
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+pub const DEFAULT_DATA_DIR: &str = "millstream-data";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+/// 10 MiB records base64-encode to ~13.4 MiB of JSON.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+const MAX_BODY_BYTES_CEILING: usize = 64 << 20;
+const DELAY_MS_MAX: u64 = 3_600_000;
+
+fn parse_sync(text: &str) -> Result<SyncPolicy, ConfigError> {
+    match text {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        other => other
+            .strip_prefix("interval:")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| (1..=60_000).contains(ms))
+            .map(|ms| SyncPolicy::Interval(Duration::from_millis(ms)))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "sync: expected `always`, `never` or `interval:<1..=60000 ms>`, got `{other}`"
+                ))
+            }),
+    }
+}
+
+fn delay(key: &str, value: Option<u64>) -> Result<Duration, ConfigError> {
+    let ms = value.unwrap_or(0);
+    if ms > DELAY_MS_MAX {
+        return Err(ConfigError(format!(
+            "{key}: must be between 0 and {DELAY_MS_MAX}, got {ms}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+impl ServerConfig {
+    /// Applies defaults and checks every value.
+    ///
+    /// # Errors
+    /// The first invalid setting, naming its key and allowed range.
+    pub fn resolve(settings: Settings) -> Result<ServerConfig, ConfigError> {
+        let account_id = settings
+            .account_id
+            .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_string());
+        if account_id.len() != 12 || !account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError(format!(
+                "account_id: must be 12 digits, got `{account_id}`"
+            )));
+        }
+        let region = settings
+            .region
+            .unwrap_or_else(|| DEFAULT_REGION.to_string());
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(ConfigError(format!(
+                "region: must look like `us-east-1`, got `{region}`"
+            )));
+        }
+        let max_body_bytes = settings.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(1024..=MAX_BODY_BYTES_CEILING).contains(&max_body_bytes) {
+            return Err(ConfigError(format!(
+                "max_body_bytes: must be between 1024 and {MAX_BODY_BYTES_CEILING}, got {max_body_bytes}"
+            )));
+        }
+        let shard_limit = settings
+            .shard_limit
+            .unwrap_or(millstream_types::limits::SHARD_LIMIT_DEFAULT);
+        if shard_limit == 0 {
+            return Err(ConfigError("shard_limit: must be at least 1".to_string()));
+        }
+        Ok(ServerConfig {
+            host: settings.host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
+            port: settings.port.unwrap_or(DEFAULT_PORT),
+            data_dir: settings
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            region,
+            account_id,
+            create_delay: delay("create_stream_ms", settings.create_stream_ms)?,
+            delete_delay: delay("delete_stream_ms", settings.delete_stream_ms)?,
+            update_delay: delay("update_stream_ms", settings.update_stream_ms)?,
+            sync_policy: parse_sync(settings.sync.as_deref().unwrap_or("always"))?,
+            max_body_bytes,
+            shard_limit,
+            expose_stream_id: settings.expose_stream_id.unwrap_or(false),
+            credentials: settings.credentials,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_resolve() {
+        let config = ServerConfig::resolve(Settings::default()).unwrap();
+        assert_eq!(config.port, 4567);
+        assert_eq!(config.sync_policy, SyncPolicy::Always);
+        assert_eq!(config.account_id, "000000000000");
+    }
+
+    #[test]
+    fn rejections_name_the_key() {
+        let bad = |s: Settings| ServerConfig::resolve(s).unwrap_err().0;
+        assert!(
+            bad(Settings {
+                sync: Some("sometimes".into()),
+                ..Default::default()
+            })
+            .starts_with("sync:")
+        );
+        assert!(
+            bad(Settings {
+                account_id: Some("12".into()),
+                ..Default::default()
+            })
+            .starts_with("account_id:")
+        );
+        assert!(
+            bad(Settings {
+                region: Some("US_EAST".into()),
+                ..Default::default()
+            })
+            .starts_with("region:")
+        );
+        assert!(
+            bad(Settings {
+                max_body_bytes: Some(1),
+                ..Default::default()
+            })
+            .starts_with("max_body_bytes:")
+        );
+        assert!(
+            bad(Settings {
+                create_stream_ms: Some(u64::MAX),
+                ..Default::default()
+            })
+            .starts_with("create_stream_ms:")
+        );
+        assert!(
+            bad(Settings {
+                shard_limit: Some(0),
+                ..Default::default()
+            })
+            .starts_with("shard_limit:")
+        );
+        assert!(
+            Settings::from_toml("no_such_key = 1")
+                .unwrap_err()
+                .0
+                .contains("no_such_key")
+        );
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file =
+            Settings::from_toml("port = 9000\nregion = \"eu-west-1\"\nsync = \"interval:5\"")
+                .unwrap();
+        let flags = Settings {
+            port: Some(9001),
+            ..Default::default()
+        };
+        let config = ServerConfig::resolve(flags.or(file)).unwrap();
+        assert_eq!(config.port, 9001);
+        assert_eq!(config.region, "eu-west-1");
+        assert_eq!(
+            config.sync_policy,
+            SyncPolicy::Interval(Duration::from_millis(5))
+        );
+    }
+}

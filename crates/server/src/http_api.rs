@@ -1,0 +1,176 @@
+//! HTTP glue: turns requests into API calls and API results into AWS-shaped responses.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use millstream_api_kinesis::{KinesisApi, KinesisError, Operation, TARGET_PREFIX};
+use millstream_aws_protocol::literals::{HEADER_AMZ_TARGET, HEADER_REQUEST_ID};
+use millstream_aws_protocol::sigv4::{self, Mode};
+use millstream_aws_protocol::{EncodedError, Protocol};
+
+pub(crate) struct AppState {
+    pub kinesis: KinesisApi,
+    pub credentials: HashMap<String, String>,
+    pub max_body_bytes: usize,
+    pub data_dir: std::path::PathBuf,
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+/// Ready once the store is open (it is, or `bind` would have failed) and its directory
+/// still takes writes: a full or read-only disk makes this 503 before appends start failing.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let probe = state.data_dir.join(".ready-probe");
+    let writable = tokio::task::spawn_blocking(move || {
+        std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe))
+    })
+    .await;
+    match writable {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "data directory is not writable",
+        )
+            .into_response(),
+    }
+}
+
+const CORS_EXPOSE: &str =
+    "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,x-amzn-ErrorMessage,Date";
+
+fn encoded_response(encoded: EncodedError) -> Response {
+    let (status, headers, body) = encoded.into_parts();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+fn success(protocol: Protocol, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(protocol.content_type()),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    headers.insert(
+        HEADER_REQUEST_ID,
+        HeaderValue::from_str(&request_id).expect("a UUID is ASCII"),
+    );
+    response
+}
+
+fn add_cors(headers: &HeaderMap, response: &mut Response) {
+    if headers.contains_key(header::ORIGIN) {
+        let out = response.headers_mut();
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSE),
+        );
+    }
+}
+
+fn preflight(headers: &HeaderMap) -> Response {
+    let mut response = Response::new(Body::empty());
+    let out = response.headers_mut();
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("172800"),
+    );
+    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+    }
+    if let Some(requested) = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, requested.clone());
+    }
+    response
+}
+
+async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    if request.method() == Method::OPTIONS {
+        return preflight(&headers);
+    }
+    let mut response = handle(&state, request).await;
+    add_cors(&headers, &mut response);
+    response
+}
+
+async fn handle(state: &AppState, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(protocol) = Protocol::from_content_type(content_type) else {
+        // AWS answers requests it cannot classify as an unknown operation.
+        let mut response =
+            encoded_response(KinesisError::unknown_operation().encode(Protocol::Json));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    };
+    if parts.method != Method::POST {
+        return encoded_response(KinesisError::unknown_operation().encode(protocol));
+    }
+    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        }
+    };
+    let mode = if state.credentials.is_empty() {
+        Mode::PresenceOnly
+    } else {
+        Mode::Strict(&state.credentials)
+    };
+    if let Err(err) = sigv4::verify(&parts, &body, SystemTime::now(), mode) {
+        return encoded_response(err.to_response(protocol));
+    }
+    let target = parts
+        .headers
+        .get(HEADER_AMZ_TARGET)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let operation = target
+        .strip_prefix(TARGET_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(Operation::from_target_name);
+    let Some(operation) = operation else {
+        return encoded_response(KinesisError::unknown_operation().encode(protocol));
+    };
+    match state.kinesis.handle(operation, protocol, &body).await {
+        Ok(body) => success(protocol, body),
+        Err(err) => {
+            tracing::debug!(?operation, code = err.code, message = ?err.message, "request failed");
+            encoded_response(err.encode(protocol))
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The Millstream server: opens the store and services, and answers every API on one port.
+//!
+//! ```text
+//! TCP ──► hyper (HTTP/1.1 and h2c, detected per connection) ──► axum router
+//!            POST /*  with X-Amz-Target: Kinesis_20131202.*  ──► api-kinesis
+//!            GET  /health, /ready                             ──► liveness / readiness
+//!            OPTIONS                                          ──► CORS preflight
+//! ```
+
+pub mod config;
+mod http_api;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use millstream_api_kinesis::KinesisApi;
+use millstream_storage::{Store, StoreConfig};
+use millstream_streams::{Streams, StreamsConfig};
+
+pub use config::{ServerConfig, Settings};
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    state: Arc<http_api::AppState>,
+    store: Store,
+}
+
+impl Server {
+    /// Opens (and recovers) the store under `config.data_dir` and binds the listener.
+    ///
+    /// # Errors
+    /// Storage that cannot be opened, or an address that cannot be bound.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let mut store_config = StoreConfig::new(config.data_dir.join("store"));
+        store_config.sync_policy = config.sync_policy;
+        let store = Store::open(store_config)
+            .await
+            .context("opening the stream store")?;
+        let mut streams_config =
+            StreamsConfig::new(config.account_id.clone(), config.region.clone());
+        streams_config.create_delay = config.create_delay;
+        streams_config.delete_delay = config.delete_delay;
+        streams_config.update_delay = config.update_delay;
+        streams_config.shard_limit = config.shard_limit;
+        streams_config.expose_stream_id = config.expose_stream_id;
+        let streams = Streams::open(
+            streams_config,
+            store.clone(),
+            &config.data_dir.join("metadata.redb"),
+        )
+        .await
+        .context("opening stream metadata")?;
+        let credentials: HashMap<String, String> = config
+            .credentials
+            .iter()
+            .map(|c| (c.access_key_id.clone(), c.secret_access_key.clone()))
+            .collect();
+        let state = Arc::new(http_api::AppState {
+            kinesis: KinesisApi::new(streams),
+            credentials,
+            max_body_bytes: config.max_body_bytes,
+            data_dir: config.data_dir.clone(),
+        });
+        let address = format!("{}:{}", config.host, config.port);
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding {address}"))?;
+        Ok(Server {
+            listener,
+            state,
+            store,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains connections and syncs the store.
+    ///
+    /// # Errors
+    /// Listener failures, or a store that cannot be synced at shutdown.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = http_api::router(self.state);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        self.store
+            .shutdown()
+            .await
+            .context("syncing the store at shutdown")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,207 @@
+//! The in-memory cache of recent durable records, shared by all logs.
+//!
+//! Writers insert each acknowledged batch (after the journal sync, before publishing the
+//! new durable tail), so a reader that follows the tail finds its records here without
+//! touching a file. One byte budget covers every log; the oldest batch of the whole store
+//! goes first. Per log the cached batches are a contiguous run of sequences ending at the
+//! durable tail: insertion is in sequence order and eviction takes the oldest, so a hit on
+//! the first wanted record means every later durable record is here too.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::{LogId, StoredRecord};
+
+/// Bookkeeping overhead charged per cached record on top of key and data.
+const RECORD_OVERHEAD_BYTES: u64 = 64;
+
+struct CachedBatch {
+    first_sequence: u64,
+    records: Arc<[StoredRecord]>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    bytes: u64,
+    /// Insertion order across logs, for eviction. Entries of deleted logs go stale and are
+    /// skipped when they reach the front.
+    order: VecDeque<(LogId, u64)>,
+    logs: HashMap<LogId, VecDeque<CachedBatch>>,
+}
+
+pub(crate) struct RecordCache {
+    max_bytes: u64,
+    inner: Mutex<CacheInner>,
+}
+
+/// Whether a record still fits a read of `max_records` / `max_bytes`. The first record is
+/// always taken, so a record larger than `max_bytes` cannot wedge a reader.
+pub(crate) fn fits(
+    taken: usize,
+    bytes: usize,
+    record: &StoredRecord,
+    max_records: usize,
+    max_bytes: usize,
+) -> bool {
+    taken < max_records && (taken == 0 || bytes + record.key.len() + record.data.len() <= max_bytes)
+}
+
+impl RecordCache {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    pub fn insert(&self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) {
+        if self.max_bytes == 0 || records.is_empty() {
+            return;
+        }
+        let bytes = records
+            .iter()
+            .map(|r| (r.key.len() + r.data.len()) as u64 + RECORD_OVERHEAD_BYTES)
+            .sum::<u64>();
+        let mut inner = self.inner.lock();
+        let batches = inner.logs.entry(log).or_default();
+        if let Some(last) = batches.back() {
+            let last_end = last.first_sequence + last.records.len() as u64;
+            if last_end != first_sequence {
+                // Not contiguous (cannot happen while the writer is alive; defensive
+                // after delete + re-create): restart this log's run.
+                batches.clear();
+            }
+        }
+        batches.push_back(CachedBatch {
+            first_sequence,
+            records,
+            bytes,
+        });
+        inner.bytes += bytes;
+        inner.order.push_back((log, first_sequence));
+        inner.evict(self.max_bytes);
+    }
+
+    /// Records `from..until` if the cache holds `from`; `None` sends the reader to disk.
+    pub fn read(
+        &self,
+        log: LogId,
+        from: u64,
+        until: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Option<Vec<StoredRecord>> {
+        let inner = self.inner.lock();
+        let batches = inner.logs.get(&log)?;
+        let front = batches.front()?;
+        if from < front.first_sequence {
+            return None;
+        }
+        let start = batches.partition_point(|b| b.first_sequence + b.records.len() as u64 <= from);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for batch in batches.iter().skip(start) {
+            for record in batch.records.iter() {
+                if record.sequence < from {
+                    continue;
+                }
+                if record.sequence >= until
+                    || !fits(out.len(), bytes, record, max_records, max_bytes)
+                {
+                    return Some(out);
+                }
+                bytes += record.key.len() + record.data.len();
+                out.push(record.clone());
+            }
+        }
+        Some(out)
+    }
+
+    pub fn remove_log(&self, log: LogId) {
+        let mut inner = self.inner.lock();
+        if let Some(batches) = inner.logs.remove(&log) {
+            inner.bytes -= batches.iter().map(|b| b.bytes).sum::<u64>();
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.inner.lock().bytes
+    }
+}
+
+impl CacheInner {
+    fn evict(&mut self, max_bytes: u64) {
+        while self.bytes > max_bytes {
+            let Some((log, first_sequence)) = self.order.pop_front() else {
+                break;
+            };
+            let Some(batches) = self.logs.get_mut(&log) else {
+                continue;
+            };
+            if batches
+                .front()
+                .is_some_and(|b| b.first_sequence == first_sequence)
+            {
+                let batch = batches.pop_front().expect("front checked just above");
+                self.bytes -= batch.bytes;
+                if batches.is_empty() {
+                    self.logs.remove(&log);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn batch(first: u64, n: u64, size: usize) -> Arc<[StoredRecord]> {
+        (first..first + n)
+            .map(|sequence| StoredRecord {
+                sequence,
+                arrival_ms: 1,
+                key: Bytes::new(),
+                data: Bytes::from(vec![0u8; size]),
+                flags: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn evicts_oldest_across_logs_and_misses_below_the_run() {
+        let cache = RecordCache::new(3 * (100 + RECORD_OVERHEAD_BYTES));
+        cache.insert(1, 0, batch(0, 1, 100));
+        cache.insert(2, 0, batch(0, 1, 100));
+        cache.insert(1, 1, batch(1, 1, 100));
+        cache.insert(1, 2, batch(2, 1, 100));
+        assert!(
+            cache.read(1, 0, 3, 10, 1000).is_none(),
+            "log 1 seq 0 was evicted first"
+        );
+        assert_eq!(cache.read(2, 0, 1, 10, 1000).unwrap().len(), 1);
+        cache.insert(1, 3, batch(3, 1, 100));
+        assert!(
+            cache.read(2, 0, 1, 10, 1000).is_none(),
+            "then log 2's batch"
+        );
+        let got = cache.read(1, 1, 4, 10, 1000).unwrap();
+        assert_eq!(
+            got.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(cache.read(1, 1, 3, 10, 150).unwrap().len(), 1, "byte limit");
+        assert_eq!(
+            cache.read(1, 1, 2, 10, 1000).unwrap().len(),
+            1,
+            "durable limit"
+        );
+        cache.remove_log(1);
+        assert_eq!(cache.bytes(), 0);
+    }
+}

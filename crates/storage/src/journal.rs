@@ -1,0 +1,780 @@
+//! The shared journal: one std thread that owns every file the store writes.
+//!
+//! Writers (one tokio task per log) send encoded batch frames here. The thread drains
+//! whatever is queued from all logs into one journal *unit* (one group commit), writes it
+//! with one positional write, makes it durable with ONE `fdatasync`, then copies each frame
+//! into its log's active segment (page cache only, no fsync), updates the sparse index, and
+//! only then completes the submissions. So when a writer acknowledges, the records are
+//! durable in the journal *and* readable from the segment file: readers never need the
+//! journal.
+//!
+//! Because this thread is the only writer of segment and journal files, rolls, retention,
+//! checkpoints and log creation/deletion are serialised with appends without any lock on
+//! the write path. Blocking file I/O never runs on a tokio worker.
+//!
+//! # Ordering and failures
+//!
+//! Each log's frames must reach the journal with contiguous sequences. The thread tracks
+//! the next sequence it expects per log and rejects a frame that does not continue it: if
+//! a group commit fails, the writer's later pipelined batches (numbered after the failed
+//! one) are rejected too, the writer rewinds its sequence counter to the failed batch, and
+//! no gap is ever made durable.
+//!
+//! - A failed journal *write* (ENOSPC, EIO) fails the whole group commit with
+//!   `StorageError::Io`, and the journal is truncated back to the end of the last good
+//!   unit, so recovery never sees the half-written unit. The store keeps going and the
+//!   next append may succeed once space is back. If the truncation itself fails, the
+//!   journal is *fenced*.
+//! - A failed `fdatasync` fences: after a failed fsync the kernel may have dropped the
+//!   dirty pages, so nothing written since the last good sync can be trusted
+//!   ("fsyncgate"). A failed segment write fences too (the journal holds the data but the
+//!   segment now lacks it, so readers could not find it).
+//! - Fenced: every further mutation fails with `StorageError::Io` until the store is
+//!   reopened; recovery then rebuilds everything from the journal's last complete unit.
+//!
+//! # Checkpoint (journal truncation), in this order
+//!
+//! 1. `fdatasync` every segment written since the last checkpoint (sealed segments were
+//!    synced when they were sealed).
+//! 2. Create journal `N+1`, write its header and a checkpoint unit listing every log's
+//!    segment end, `fdatasync` it, fsync the journal directory.
+//! 3. Delete journal `N`.
+//!
+//! A crash before 2 completes leaves `N+1` without a valid checkpoint unit: recovery
+//! deletes it and replays `N`, which is still complete. After 2, `N+1` is authoritative
+//! and recovery ignores (and deletes) older journals whatever state they are in: everything
+//! they hold is in fsynced segments.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::format::{self, FILE_HEADER_LEN, FileHeader, FrameHeader};
+use crate::io::{WriteLayer, sync_dir};
+use crate::segment::{self, HandleCache, SegmentMeta};
+use crate::{LogId, LogShared, StorageError, StoreConfig, SyncPolicy};
+
+/// Stop draining the queue into one group commit beyond this many bytes, so one commit's
+/// latency stays bounded under a flood.
+const GROUP_BYTES_MAX: usize = 16 << 20;
+/// Capacity of the queue into the journal thread (commands, not bytes: bytes are bounded
+/// by the store's in-flight semaphore).
+pub(crate) const JOURNAL_QUEUE_CAPACITY: usize = 8192;
+
+pub(crate) fn journal_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{generation:016x}.wal"))
+}
+
+/// One batch frame for the journal.
+pub(crate) struct Submission {
+    pub log: LogId,
+    pub header: FrameHeader,
+    pub frame: Vec<u8>,
+    pub reply: oneshot::Sender<Result<(), StorageError>>,
+}
+
+pub(crate) enum JournalCommand {
+    Append(Submission),
+    CreateLog {
+        shared: Arc<LogShared>,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    Trim {
+        log: LogId,
+        cutoff_ms: u64,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    DeleteLog {
+        log: LogId,
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    /// `SyncPolicy::Interval`: sync now if anything is unsynced.
+    Tick,
+    /// Sync, checkpoint and stop.
+    Shutdown {
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
+    /// Stop at once without syncing (the store was dropped: behave like a crash).
+    Abandon,
+}
+
+/// Counters for benchmarks and metrics. Monotonic.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub group_commits: AtomicU64,
+    pub journal_syncs: AtomicU64,
+    pub journal_bytes: AtomicU64,
+    pub segment_rolls: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub checkpoint_micros: AtomicU64,
+}
+
+/// The journal thread's view of one log: its active segment, open for writing.
+pub(crate) struct LogFiles {
+    pub shared: Arc<LogShared>,
+    pub active: File,
+    /// Next sequence the journal accepts for this log (== active segment end between
+    /// group commits).
+    pub next_sequence: u64,
+    pub last_arrival_ms: u64,
+    /// Written since the last checkpoint: must be synced before the journal is dropped.
+    pub dirty: bool,
+}
+
+impl LogFiles {
+    fn active_len(&self) -> u64 {
+        self.shared
+            .segments
+            .lock()
+            .segments
+            .last()
+            .map_or(FILE_HEADER_LEN as u64, |s| s.len)
+    }
+
+    /// Appends one frame to the active segment, rolling first if it is full.
+    pub fn append_frame(
+        &mut self,
+        layer: &dyn WriteLayer,
+        config: &StoreConfig,
+        metrics: &Metrics,
+        header: &FrameHeader,
+        frame: &[u8],
+    ) -> std::io::Result<()> {
+        let len = self.active_len();
+        if len > FILE_HEADER_LEN as u64 && len + frame.len() as u64 > config.segment_bytes_max {
+            self.roll(layer, metrics)?;
+        }
+        let offset = self.active_len();
+        if let Err(e) = layer.write_all_at(&self.active, frame, offset) {
+            // Best effort: the caller fences anyway, and recovery truncates torn frames.
+            let _ = layer.set_len(&self.active, offset);
+            return Err(e);
+        }
+        self.dirty = true;
+        self.last_arrival_ms = self.last_arrival_ms.max(header.arrival_ms);
+        let mut segments = self.shared.segments.lock();
+        let active = segments
+            .segments
+            .last_mut()
+            .expect("a log always has an active segment");
+        active.note_frame(offset, header);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts an empty one at the log's end.
+    ///
+    /// Order: fdatasync the old segment (so every non-last segment is complete on disk,
+    /// which is what lets recovery call any defect in it corruption), create the new one
+    /// with its header and fdatasync it, then fsync the directory. A crash in between
+    /// leaves either the old segment last (and complete) or an empty new one.
+    pub fn roll(&mut self, layer: &dyn WriteLayer, metrics: &Metrics) -> std::io::Result<()> {
+        layer.sync_data(&self.active)?;
+        let (sealed, base) = {
+            let segments = self.shared.segments.lock();
+            let active = segments
+                .segments
+                .last()
+                .expect("a log always has an active segment");
+            (active.clone(), active.end)
+        };
+        segment::write_index(&sealed, self.shared.id);
+        let path = segment::segment_path(&self.shared.dir, base);
+        let file = create_with_header(
+            layer,
+            &path,
+            &FileHeader {
+                kind: format::KIND_SEGMENT,
+                id: self.shared.id,
+                base_sequence: base,
+                arrival_floor_ms: self.last_arrival_ms,
+            },
+        )?;
+        sync_dir(&self.shared.dir)?;
+        self.active = file;
+        self.dirty = false;
+        self.shared
+            .segments
+            .lock()
+            .segments
+            .push(SegmentMeta::new_empty(path, base));
+        metrics.segment_rolls.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Threads that fdatasync segments at a checkpoint. Sequential syncs of 1,024 dirty
+/// segments at ~1-4 ms each would stall every append for seconds; concurrent ones are
+/// merged by the file system's journal into few device flushes.
+const CHECKPOINT_SYNC_THREADS: usize = 16;
+
+/// Step 1 of a checkpoint: fdatasync every dirty segment, then persist its index (so
+/// recovery scans only what comes after). Returns the first failure.
+fn sync_segments(
+    layer: &dyn WriteLayer,
+    dirty: &[&LogFiles],
+) -> Result<(), (PathBuf, std::io::Error)> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failure: parking_lot::Mutex<Option<(PathBuf, std::io::Error)>> =
+        parking_lot::Mutex::new(None);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(files) = dirty.get(i) else { break };
+            if let Err(e) = layer.sync_data(&files.active) {
+                failure.lock().get_or_insert((files.shared.dir.clone(), e));
+                break;
+            }
+            let active = files.shared.segments.lock().segments.last().cloned();
+            if let Some(active) = active.filter(|a| a.end > a.base) {
+                segment::write_index(&active, files.shared.id);
+            }
+        }
+    };
+    let threads = dirty.len().min(CHECKPOINT_SYNC_THREADS);
+    if threads <= 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(work);
+            }
+        });
+    }
+    match failure.into_inner() {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+/// Creates (or replaces) a file holding just `header`, durably.
+pub(crate) fn create_with_header(
+    layer: &dyn WriteLayer,
+    path: &Path,
+    header: &FileHeader,
+) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    layer.write_all_at(&file, &format::encode_file_header(header), 0)?;
+    layer.sync_data(&file)?;
+    Ok(file)
+}
+
+pub(crate) struct Journal {
+    pub config: Arc<StoreConfig>,
+    pub layer: Arc<dyn WriteLayer>,
+    pub metrics: Arc<Metrics>,
+    pub handles: Arc<HandleCache>,
+    pub abandon: Arc<AtomicBool>,
+    pub journal_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub file: File,
+    pub path: PathBuf,
+    pub generation: u64,
+    /// End of the last complete unit: where the next one goes.
+    pub len: u64,
+    pub next_commit: u64,
+    pub logs: HashMap<LogId, LogFiles>,
+    pub fenced: Option<String>,
+    pub unsynced: bool,
+    pub last_sync: Instant,
+    /// Do not retry a failed checkpoint before the journal reaches this length.
+    pub checkpoint_retry_at: u64,
+    /// Held for the life of the thread: one store per directory.
+    pub _lock: File,
+    buffer: Vec<u8>,
+}
+
+impl Journal {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Arc<StoreConfig>,
+        layer: Arc<dyn WriteLayer>,
+        metrics: Arc<Metrics>,
+        handles: Arc<HandleCache>,
+        journal_dir: PathBuf,
+        logs_dir: PathBuf,
+        file: File,
+        path: PathBuf,
+        generation: u64,
+        len: u64,
+        next_commit: u64,
+        lock: File,
+    ) -> Self {
+        Self {
+            config,
+            layer,
+            metrics,
+            handles,
+            abandon: Arc::new(AtomicBool::new(false)),
+            journal_dir,
+            logs_dir,
+            file,
+            path,
+            generation,
+            len,
+            next_commit,
+            logs: HashMap::new(),
+            fenced: None,
+            unsynced: false,
+            last_sync: Instant::now(),
+            checkpoint_retry_at: 0,
+            _lock: lock,
+            buffer: Vec::new(),
+        }
+    }
+
+    pub fn run(mut self, mut rx: mpsc::Receiver<JournalCommand>) {
+        let mut group: Vec<Submission> = Vec::new();
+        let mut deferred: Option<JournalCommand> = None;
+        loop {
+            let command = match deferred.take() {
+                Some(command) => command,
+                None => match rx.blocking_recv() {
+                    Some(command) => command,
+                    None => break,
+                },
+            };
+            if self.abandon.load(Ordering::SeqCst) {
+                break;
+            }
+            match command {
+                JournalCommand::Append(submission) => {
+                    let mut bytes = submission.frame.len();
+                    group.push(submission);
+                    while bytes < GROUP_BYTES_MAX {
+                        match rx.try_recv() {
+                            Ok(JournalCommand::Append(submission)) => {
+                                bytes += submission.frame.len();
+                                group.push(submission);
+                            }
+                            // Controls keep their place in the queue: after this group.
+                            Ok(other) => {
+                                deferred = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit(&mut group);
+                }
+                JournalCommand::CreateLog { shared, reply } => {
+                    let _ = reply.send(self.create_log(shared));
+                }
+                JournalCommand::Trim {
+                    log,
+                    cutoff_ms,
+                    reply,
+                } => {
+                    let _ = reply.send(self.trim(log, cutoff_ms));
+                }
+                JournalCommand::DeleteLog { log, reply } => {
+                    let _ = reply.send(self.delete_log(log));
+                }
+                JournalCommand::Tick => {
+                    if self.unsynced && self.fenced.is_none() {
+                        self.sync_journal();
+                    }
+                }
+                JournalCommand::Shutdown { reply } => {
+                    let _ = reply.send(self.shutdown());
+                    break;
+                }
+                JournalCommand::Abandon => break,
+            }
+        }
+        // Whatever is still queued is answered by dropping its reply sender (writers map
+        // that to `Closed`): nothing of it was made durable.
+    }
+
+    fn fence_error(&self) -> Option<StorageError> {
+        self.fenced.as_ref().map(|reason| {
+            StorageError::io(
+                &self.path,
+                std::io::Error::other(format!(
+                    "journal fenced after an earlier I/O failure ({reason}); reopen the store"
+                )),
+            )
+        })
+    }
+
+    fn fence(&mut self, reason: String) {
+        tracing::error!(journal = %self.path.display(), %reason, "fencing the store's journal");
+        if self.fenced.is_none() {
+            self.fenced = Some(reason);
+        }
+    }
+
+    /// One group commit. See the module docs for the failure rules.
+    fn commit(&mut self, group: &mut Vec<Submission>) {
+        if let Some(error) = self.fence_error() {
+            for submission in group.drain(..) {
+                let _ = submission.reply.send(Err(error.duplicate()));
+            }
+            return;
+        }
+        let mut accepted = Vec::with_capacity(group.len());
+        // Per log, the expected sequence before this group, to roll back on failure.
+        let mut rollback: HashMap<LogId, u64> = HashMap::new();
+        let mut buffer = std::mem::take(&mut self.buffer);
+        format::begin_unit(&mut buffer);
+        for submission in group.drain(..) {
+            let Some(files) = self.logs.get_mut(&submission.log) else {
+                let _ = submission
+                    .reply
+                    .send(Err(StorageError::LogNotFound(submission.log)));
+                continue;
+            };
+            if submission.header.first_sequence != files.next_sequence {
+                // An earlier batch of this log failed; this one was numbered after it.
+                let _ = submission.reply.send(Err(StorageError::io(
+                    &self.path,
+                    std::io::Error::other("an earlier append to this log failed; retry"),
+                )));
+                continue;
+            }
+            rollback
+                .entry(submission.log)
+                .or_insert(files.next_sequence);
+            files.next_sequence = submission.header.end_sequence();
+            buffer.extend_from_slice(&submission.frame);
+            accepted.push(submission);
+        }
+        if accepted.is_empty() {
+            self.buffer = buffer;
+            return;
+        }
+        format::finish_unit(&mut buffer, self.next_commit, format::UNIT_FRAMES);
+
+        let result = self.write_unit(&buffer);
+        let unit_len = buffer.len() as u64;
+        self.buffer = buffer;
+        if let Err(error) = result {
+            for (log, next) in rollback {
+                if let Some(files) = self.logs.get_mut(&log) {
+                    files.next_sequence = next;
+                }
+            }
+            for submission in accepted {
+                let _ = submission.reply.send(Err(error.duplicate()));
+            }
+            return;
+        }
+        self.len += unit_len;
+        self.next_commit += 1;
+        self.metrics.group_commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .journal_bytes
+            .fetch_add(unit_len, Ordering::Relaxed);
+
+        // Durable in the journal; now make it readable from the segments.
+        let mut failure: Option<StorageError> = None;
+        for submission in accepted {
+            if failure.is_none() {
+                let files = self.logs.get_mut(&submission.log).expect("accepted above");
+                if let Err(e) = files.append_frame(
+                    &*self.layer,
+                    &self.config,
+                    &self.metrics,
+                    &submission.header,
+                    &submission.frame,
+                ) {
+                    let path = files.shared.dir.clone();
+                    self.fence(format!("segment write in {} failed: {e}", path.display()));
+                    failure = Some(StorageError::io(&path, e));
+                }
+            }
+            match &failure {
+                None => {
+                    let _ = submission.reply.send(Ok(()));
+                }
+                // Durable in the journal (a reopen recovers it), but not readable now:
+                // report the failure rather than publish records readers cannot find.
+                Some(error) => {
+                    let _ = submission.reply.send(Err(error.duplicate()));
+                }
+            }
+        }
+        if self.len > self.config.journal_bytes_max
+            && self.len >= self.checkpoint_retry_at
+            && self.fenced.is_none()
+            && let Err(e) = self.checkpoint()
+        {
+            tracing::warn!(error = %e, "journal checkpoint failed; will retry");
+            self.checkpoint_retry_at = self.len + self.config.journal_bytes_max / 4;
+        }
+    }
+
+    /// Writes one unit at the end of the journal and syncs it as the policy says.
+    fn write_unit(&mut self, unit: &[u8]) -> Result<(), StorageError> {
+        if let Err(e) = self.layer.write_all_at(&self.file, unit, self.len) {
+            // Cut the torn unit off so recovery (and the next commit) starts clean.
+            if let Err(t) = self.layer.set_len(&self.file, self.len) {
+                self.fence(format!(
+                    "write failed ({e}) and truncating back failed ({t})"
+                ));
+            }
+            return Err(StorageError::io(&self.path, e));
+        }
+        match self.config.sync_policy {
+            SyncPolicy::Always => {
+                if let Err(e) = self.layer.sync_data(&self.file) {
+                    self.fence(format!("fdatasync failed: {e}"));
+                    // Best effort: cut the unit so a reopen does not bring back what we
+                    // report as failed. If the cut does not stick, recovery replays it;
+                    // an `Io` answer means "may or may not be durable" (like a timeout).
+                    let _ = self.layer.set_len(&self.file, self.len);
+                    return Err(StorageError::io(&self.path, e));
+                }
+                self.metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
+                self.last_sync = Instant::now();
+            }
+            SyncPolicy::Interval(interval) => {
+                self.unsynced = true;
+                if self.last_sync.elapsed() >= interval {
+                    self.sync_journal();
+                }
+            }
+            SyncPolicy::Never => {}
+        }
+        Ok(())
+    }
+
+    fn sync_journal(&mut self) {
+        match self.layer.sync_data(&self.file) {
+            Ok(()) => {
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+                self.metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.fence(format!("fdatasync failed: {e}")),
+        }
+    }
+
+    /// See the module docs for the order and why it is crash-safe.
+    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
+        if let Some(error) = self.fence_error() {
+            return Err(error);
+        }
+        let started = Instant::now();
+        let dirty: Vec<&LogFiles> = self.logs.values().filter(|f| f.dirty).collect();
+        if let Err((dir, e)) = sync_segments(&*self.layer, &dirty) {
+            self.fence(format!(
+                "segment fdatasync in {} failed: {e}",
+                dir.display()
+            ));
+            return Err(StorageError::io(&dir, e));
+        }
+        for files in self.logs.values_mut() {
+            files.dirty = false;
+        }
+        let mut entries: Vec<(LogId, u64)> = self
+            .logs
+            .iter()
+            .map(|(id, files)| (*id, files.next_sequence))
+            .collect();
+        entries.sort_unstable();
+        let generation = self.generation + 1;
+        let path = journal_path(&self.journal_dir, generation);
+        let (file, len) = match self.start_journal(&path, generation, &entries) {
+            Ok(started) => started,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(StorageError::io(&path, e));
+            }
+        };
+        let old = std::mem::replace(&mut self.path, path);
+        self.file = file;
+        self.generation = generation;
+        self.len = len;
+        self.next_commit += 1;
+        self.unsynced = false;
+        self.checkpoint_retry_at = 0;
+        if let Err(e) = std::fs::remove_file(&old) {
+            // Harmless: recovery ignores journals older than the newest valid one.
+            tracing::warn!(path = %old.display(), error = %e, "could not delete old journal");
+        }
+        self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+        let micros = started.elapsed().as_micros() as u64;
+        self.metrics
+            .checkpoint_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        tracing::debug!(micros, generation, "journal checkpoint");
+        Ok(())
+    }
+
+    fn start_journal(
+        &mut self,
+        path: &Path,
+        generation: u64,
+        entries: &[(LogId, u64)],
+    ) -> std::io::Result<(File, u64)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let mut bytes = format::encode_file_header(&FileHeader {
+            kind: format::KIND_JOURNAL,
+            id: generation,
+            base_sequence: 0,
+            arrival_floor_ms: 0,
+        })
+        .to_vec();
+        let mut unit = Vec::new();
+        format::begin_unit(&mut unit);
+        format::encode_checkpoint(&mut unit, entries);
+        format::finish_unit(&mut unit, self.next_commit, format::UNIT_CHECKPOINT);
+        bytes.extend_from_slice(&unit);
+        self.layer.write_all_at(&file, &bytes, 0)?;
+        self.layer.sync_data(&file)?;
+        sync_dir(&self.journal_dir)?;
+        Ok((file, bytes.len() as u64))
+    }
+
+    fn create_log(&mut self, shared: Arc<LogShared>) -> Result<(), StorageError> {
+        if let Some(error) = self.fence_error() {
+            return Err(error);
+        }
+        if self.logs.contains_key(&shared.id) {
+            return Ok(());
+        }
+        let dir = shared.dir.clone();
+        let path = segment::segment_path(&dir, 0);
+        let result = (|| {
+            std::fs::create_dir_all(&dir)?;
+            let file = create_with_header(
+                &*self.layer,
+                &path,
+                &FileHeader {
+                    kind: format::KIND_SEGMENT,
+                    id: shared.id,
+                    base_sequence: 0,
+                    arrival_floor_ms: 0,
+                },
+            )?;
+            // Both entries must be durable before the first append is acknowledged:
+            // recovery ignores journal frames of logs whose directory does not exist.
+            sync_dir(&dir)?;
+            sync_dir(&self.logs_dir)?;
+            Ok::<File, std::io::Error>(file)
+        })();
+        let file = match result {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(StorageError::io(&dir, e));
+            }
+        };
+        shared
+            .segments
+            .lock()
+            .segments
+            .push(SegmentMeta::new_empty(path, 0));
+        self.logs.insert(
+            shared.id,
+            LogFiles {
+                shared,
+                active: file,
+                next_sequence: 0,
+                last_arrival_ms: 0,
+                dirty: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Deletes the whole segments of `log` whose newest record arrived before `cutoff_ms`.
+    fn trim(&mut self, log: LogId, cutoff_ms: u64) -> Result<(), StorageError> {
+        if let Some(error) = self.fence_error() {
+            return Err(error);
+        }
+        let files = self
+            .logs
+            .get_mut(&log)
+            .ok_or(StorageError::LogNotFound(log))?;
+        let expired = |s: &SegmentMeta| s.max_arrival.is_some_and(|a| a < cutoff_ms);
+        // Everything expired, the active segment included: roll so the active segment can
+        // go too. The new empty segment keeps the log's end (its base) and arrival floor.
+        let roll_active = files.shared.segments.lock().segments.iter().all(expired);
+        if roll_active && let Err(e) = files.roll(&*self.layer, &self.metrics) {
+            let dir = files.shared.dir.clone();
+            self.fence(format!("segment roll in {} failed: {e}", dir.display()));
+            return Err(StorageError::io(&dir, e));
+        }
+        let removed: Vec<SegmentMeta> = {
+            let mut segments = files.shared.segments.lock();
+            let last = segments.segments.len() - 1;
+            let n = segments.segments[..last]
+                .iter()
+                .take_while(|s| expired(s))
+                .count();
+            segments.segments.drain(..n).collect()
+        };
+        if removed.is_empty() {
+            return Ok(());
+        }
+        // Publish the new first sequence before unlinking, so a reader that plans from
+        // the old one and finds the file gone re-plans from here.
+        let first = files
+            .shared
+            .segments
+            .lock()
+            .first_sequence()
+            .expect("the active segment stays");
+        files.shared.tail.lock().first_sequence = first;
+        // Oldest first: a crash part-way leaves a contiguous suffix of segments.
+        for meta in &removed {
+            self.handles.invalidate(&meta.path);
+            for path in [meta.path.clone(), segment::index_path(&meta.path)] {
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(StorageError::io(&path, e));
+                }
+            }
+        }
+        sync_dir(&files.shared.dir).map_err(|e| StorageError::io(&files.shared.dir, e))?;
+        Ok(())
+    }
+
+    fn delete_log(&mut self, log: LogId) -> Result<(), StorageError> {
+        let Some(files) = self.logs.remove(&log) else {
+            return Ok(());
+        };
+        let dir = files.shared.dir.clone();
+        drop(files);
+        // Rename first (atomic): recovery deletes `*.deleted` leftovers and skips journal
+        // frames of logs without a directory, so a crash mid-delete cannot resurrect a
+        // partial log. Log ids are never reused (API contract), so old frames of this id
+        // in the journal stay harmless until the next checkpoint drops them.
+        let doomed = dir.with_extension("deleted");
+        std::fs::rename(&dir, &doomed).map_err(|e| StorageError::io(&dir, e))?;
+        sync_dir(&self.logs_dir).map_err(|e| StorageError::io(&self.logs_dir, e))?;
+        self.handles.invalidate_dir(&dir);
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            tracing::warn!(path = %doomed.display(), error = %e, "could not remove deleted log; recovery will");
+        }
+        Ok(())
+    }
+
+    fn shutdown(&mut self) -> Result<(), StorageError> {
+        if let Some(error) = self.fence_error() {
+            return Err(error);
+        }
+        self.layer
+            .sync_data(&self.file)
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        // A clean shutdown leaves a journal with nothing to replay: the next open is fast.
+        self.checkpoint()
+    }
+}

@@ -1,0 +1,791 @@
+//! Millstream's log engine. A `Store` holds many append-only logs identified by a
+//! caller-chosen `LogId` (the streams crate gives every Kinesis shard one log). Bytes and
+//! offsets only: no Kinesis, no HTTP, no JSON here.
+//!
+//! # Architecture
+//!
+//! ```text
+//!  append(log 7) ──► writer task (log 7) ─┐  one tokio task per log: bounded mailbox,
+//!  append(log 9) ──► writer task (log 9) ─┤  batches, numbers, encodes one frame, pipelines
+//!                                         ▼
+//!                    journal thread (std::thread, the only file writer)
+//!                      1. drain every queued frame of every log into ONE unit
+//!                      2. pwrite the unit to journal/<gen>.wal, ONE fdatasync
+//!                      3. pwrite each frame to logs/<log>/<base>.seg (page cache)
+//!                      4. complete the submissions
+//!                                         │
+//!  writer task: cache insert ─► durable tail (watch) ─► ack, in sequence order
+//!
+//!  read(log, from) ─► recent-records cache ─► else segment files via read_at on the
+//!                     blocking pool (LRU of read handles); never touches a writer
+//! ```
+//!
+//! - `SyncPolicy::Always` (default): an append returns after the fdatasync of the group
+//!   commit that holds it. `Interval(d)`: after the write to the OS; the journal is synced
+//!   at most `d` later (a crash of the *machine* can lose the last `d`; a crash of the
+//!   process loses nothing). `Never`: the OS decides; after a machine crash, recovery may
+//!   also report `Corrupt` for a journal the OS wrote back out of order.
+//! - Bounds: per-log mailbox (`MAILBOX_CAPACITY`), in-flight bytes (`inflight_bytes_max`,
+//!   a semaphore held from the call to the acknowledgement), cache bytes
+//!   (`cache_bytes_max`), open read handles (`READ_HANDLES_MAX`), one append
+//!   (`APPEND_BYTES_MAX`).
+//! - Failures and fencing: see `journal.rs`. An `Io` error from `append` means the append
+//!   may or may not be durable (like a timeout); it is never *partly* applied, and
+//!   sequences never get a gap.
+//!
+//! # Directory layout
+//!
+//! ```text
+//! <data_dir>/LOCK                                  flock: one store per directory
+//! <data_dir>/journal/<generation:016x>.wal         the shared journal (normally one file)
+//! <data_dir>/logs/<log_id:016x>/<base:020>.seg     segments of a log, base = first sequence
+//! <data_dir>/logs/<log_id:016x>/<base:020>.idx     sparse index of a sealed segment (a cache)
+//! ```
+//!
+//! # On-disk format, version 1 (`format::FORMAT_VERSION`)
+//!
+//! All integers big-endian. Every file starts with the same 48-byte header:
+//!
+//! ```text
+//!  0        8          12        16        24               32                 40       44        48
+//!  | magic  | version  | kind    | id      | base_sequence  | arrival_floor_ms | crc32c | reserved |
+//!  |"MILLSTRM"| u32 = 1 | u32     | u64     | u64            | u64              | u32    | u32 = 0  |
+//!  kind: 1 journal (id = generation), 2 segment (id = log), 3 index (id = log)
+//!  crc32c covers bytes 0..40
+//! ```
+//!
+//! A **batch frame** is the unit of both segments and journal (the same bytes are written
+//! to both). One frame holds one writer batch: the records of one or more appends, all
+//! with the same arrival time:
+//!
+//! ```text
+//!  0          4        8        16               24             28           36
+//!  | body_len | crc32c | log_id | first_sequence | record_count | arrival_ms | records ... |
+//!  | u32      | u32    | u64    | u64            | u32          | u64        | body_len B  |
+//!  crc32c covers bytes 8..36+body_len;  record_count >= 1
+//!  record: | flags u8 | key_len u32 | data_len u32 | key | data |
+//! ```
+//!
+//! A **segment** file is the header followed by frames of one log with contiguous
+//! sequences. A **journal** file is the header followed by *units*, one per group commit;
+//! the first unit is always a checkpoint:
+//!
+//! ```text
+//!  0             4        8           16     20
+//!  | payload_len | crc32c | commit_no | kind | payload ... |
+//!  | u32         | u32    | u64       | u32  |             |
+//!  crc32c covers bytes 8..20+payload_len; commit_no increases by one per unit
+//!  kind 1 frames:     payload = frames of any logs, concatenated
+//!  kind 2 checkpoint: payload = | count u32 | count x (log_id u64, next_sequence u64) |
+//!                     segments hold every record below next_sequence, fsynced
+//! ```
+//!
+//! An **index** file (`.idx`, written when a segment is sealed, not fsynced, validated
+//! against the segment and rebuilt by scanning when missing or stale):
+//!
+//! ```text
+//!  header | entry_count u64 | segment_len u64 | end_sequence u64 | max_arrival_ms u64 |
+//!         | entry_count x (sequence u64, arrival_ms u64, file_offset u64) | crc32c u32 |
+//! ```
+//!
+//! The in-memory sparse index has one entry per 4 KiB of segment
+//! (`INDEX_INTERVAL_BYTES`), serving both sequence and arrival-time lookups (arrivals never
+//! decrease within a log). The active segment's index is rebuilt by scanning on open.
+//!
+//! # Invariants
+//!
+//! - Sequences of a log start at 0, are consecutive, and are assigned only by its writer
+//!   task; the durable tail only moves forward, by exactly one batch at a time
+//!   (`assert!`ed in `writer.rs`).
+//! - Every sequence below the durable tail is in the journal (durably, under `Always`)
+//!   and readable from a segment file; anything not yet acknowledged is invisible.
+//! - Non-last segments are complete and fsynced; only the journal thread writes files.
+//! - Recovery never skips bad bytes that are followed by good data: that is
+//!   `StorageError::Corrupt` with the file and offset (see `recovery.rs`).
+//!
+//! Log ids are never reused: journal frames of a deleted log are skipped on replay
+//! because its directory is gone, which would be wrong for a re-created id.
+
+mod cache;
+#[cfg(test)]
+mod fault_tests;
+mod format;
+mod io;
+mod journal;
+mod recovery;
+mod segment;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::cache::RecordCache;
+use crate::journal::{JournalCommand, Metrics};
+use crate::segment::{HandleCache, SegmentSet};
+use crate::writer::{Writer, WriterCommand};
+
+mod read;
+/// Identifies one log; chosen by the caller, unique within a store, never reused.
+pub type LogId = u64;
+
+/// When an acknowledged append is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// `fdatasync` the journal before acknowledging each group commit (the default).
+    #[default]
+    Always,
+    /// Acknowledge once written to the OS; sync at most this long afterwards.
+    Interval(Duration),
+    /// Never sync explicitly; the OS writes back when it likes.
+    Never,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub sync_policy: SyncPolicy,
+    pub segment_bytes_max: u64,
+    pub journal_bytes_max: u64,
+    pub cache_bytes_max: u64,
+    pub inflight_bytes_max: u64,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            sync_policy: SyncPolicy::Always,
+            segment_bytes_max: 64 << 20,
+            journal_bytes_max: 256 << 20,
+            cache_bytes_max: 256 << 20,
+            inflight_bytes_max: 256 << 20,
+        }
+    }
+}
+
+/// One record to append. `flags` is opaque to the store (the streams crate keeps e.g.
+/// "written while encrypted" there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRecord {
+    pub key: Bytes,
+    pub data: Bytes,
+    pub flags: u8,
+}
+
+/// A durable record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub sequence: u64,
+    pub arrival_ms: u64,
+    pub key: Bytes,
+    pub data: Bytes,
+    pub flags: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// The records of the append got `first_sequence .. first_sequence + n`, consecutively.
+    pub first_sequence: u64,
+    /// Arrival time given to every record of this append (ms since the Unix epoch); never
+    /// smaller than any earlier arrival in the same log.
+    pub arrival_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogTail {
+    /// Sequence the next appended record will get; every sequence below it is durable.
+    pub next_sequence: u64,
+    /// Lowest sequence still stored (after retention trimming), == next_sequence when empty.
+    pub first_sequence: u64,
+    /// Arrival time of the newest record, if any.
+    pub last_arrival_ms: Option<u64>,
+    pub sealed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("corrupt data in {path} at offset {offset}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("log {0} does not exist")]
+    LogNotFound(LogId),
+    #[error("log {0} is sealed")]
+    Sealed(LogId),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// Largest encoded size (key + data + 9 B per record) of one `append` call. Kinesis needs
+/// 10 MiB plus a 256 B key for one record and 5 MiB for a PutRecords call; this leaves
+/// room and still bounds a frame.
+pub const APPEND_BYTES_MAX: usize = 64 << 20;
+/// Open read-only segment handles kept for readers, over all logs.
+pub const READ_HANDLES_MAX: usize = 256;
+
+/// Counters since the store was opened, for benchmarks and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreMetrics {
+    /// Journal units written (one per group commit).
+    pub group_commits: u64,
+    /// `fdatasync` calls on the journal.
+    pub journal_syncs: u64,
+    /// Bytes written to the journal, framing included.
+    pub journal_bytes: u64,
+    pub segment_rolls: u64,
+    pub checkpoints: u64,
+    /// Total time spent in journal checkpoints (the journal thread is busy meanwhile).
+    pub checkpoint_micros: u64,
+    /// Bytes of records in the read cache now.
+    pub cache_bytes: u64,
+    /// Read handles open now.
+    pub open_read_handles: u64,
+}
+
+impl StorageError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: &std::path::Path, offset: u64, reason: impl Into<String>) -> Self {
+        StorageError::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// A copy for the second and later waiters of one failure (`io::Error` is not `Clone`).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            StorageError::Io { path, source } => StorageError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StorageError::Corrupt {
+                path,
+                offset,
+                reason,
+            } => StorageError::Corrupt {
+                path: path.clone(),
+                offset: *offset,
+                reason: reason.clone(),
+            },
+            StorageError::LogNotFound(id) => StorageError::LogNotFound(*id),
+            StorageError::Sealed(id) => StorageError::Sealed(*id),
+            StorageError::Closed => StorageError::Closed,
+        }
+    }
+}
+
+/// Tail bookkeeping shared by a log's writer (next, arrival), the journal thread (first,
+/// after retention) and readers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TailState {
+    pub next_sequence: u64,
+    pub first_sequence: u64,
+    pub last_arrival_ms: Option<u64>,
+    pub sealed: bool,
+}
+
+/// State of one log that several parties share. Lock order: `segments` before `tail`;
+/// neither is held across I/O or `.await`.
+pub(crate) struct LogShared {
+    pub id: LogId,
+    pub dir: PathBuf,
+    pub segments: Mutex<SegmentSet>,
+    pub tail: Mutex<TailState>,
+    /// The durable `next_sequence`.
+    pub durable: watch::Sender<u64>,
+}
+
+impl LogShared {
+    pub fn new(id: LogId, dir: PathBuf, segments: SegmentSet, tail: TailState) -> Self {
+        let (durable, _) = watch::channel(tail.next_sequence);
+        Self {
+            id,
+            dir,
+            segments: Mutex::new(segments),
+            tail: Mutex::new(tail),
+            durable,
+        }
+    }
+}
+
+struct LogHandle {
+    shared: Arc<LogShared>,
+    mailbox: mpsc::Sender<WriterCommand>,
+}
+
+struct Inner {
+    config: Arc<StoreConfig>,
+    logs: RwLock<HashMap<LogId, Arc<LogHandle>>>,
+    journal: mpsc::Sender<JournalCommand>,
+    journal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    abandon: Arc<AtomicBool>,
+    closed: AtomicBool,
+    /// Serialises create/delete/shutdown (rare), so they need no finer locking.
+    control: tokio::sync::Mutex<()>,
+    cache: Arc<RecordCache>,
+    handles: Arc<HandleCache>,
+    inflight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Inner {
+    /// Dropping the store without `shutdown` behaves like a crash of the process: the
+    /// journal thread stops without syncing or checkpointing, and we wait for it so the
+    /// directory (and its lock) is free for the next `open`.
+    fn drop(&mut self) {
+        self.abandon.store(true, Ordering::SeqCst);
+        let _ = self.journal.try_send(JournalCommand::Abandon);
+        if let Some(thread) = self.journal_thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A handle to an open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn invalid_input(path: &std::path::Path, message: String) -> StorageError {
+    StorageError::io(
+        path,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+    )
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `config.data_dir` and recovers it.
+    ///
+    /// # Errors
+    /// `Io` for file system failures or when another store holds the directory, `Corrupt`
+    /// when recovery finds damaged data it must not skip.
+    pub async fn open(config: StoreConfig) -> Result<Store, StorageError> {
+        Self::open_with_layer(config, Arc::new(io::OsLayer)).await
+    }
+
+    pub(crate) async fn open_with_layer(
+        config: StoreConfig,
+        layer: Arc<dyn io::WriteLayer>,
+    ) -> Result<Store, StorageError> {
+        if config.segment_bytes_max < 1024
+            || config.journal_bytes_max < 1024
+            || config.inflight_bytes_max == 0
+        {
+            return Err(invalid_input(
+                &config.data_dir,
+                "segment_bytes_max and journal_bytes_max must be >= 1024, inflight_bytes_max > 0"
+                    .into(),
+            ));
+        }
+        let config = Arc::new(config);
+        let metrics = Arc::new(Metrics::default());
+        let handles = Arc::new(HandleCache::new(READ_HANDLES_MAX));
+        let journal = {
+            let (config, metrics, handles) = (config.clone(), metrics.clone(), handles.clone());
+            tokio::task::spawn_blocking(move || recovery::recover(config, layer, metrics, handles))
+                .await
+                .map_err(|_| StorageError::Closed)??
+        };
+        let abandon = journal.abandon.clone();
+        let cache = Arc::new(RecordCache::new(config.cache_bytes_max));
+        let (journal_tx, journal_rx) = mpsc::channel(journal::JOURNAL_QUEUE_CAPACITY);
+        let mut logs = HashMap::new();
+        for (id, files) in &journal.logs {
+            let shared = files.shared.clone();
+            let (next, arrival) = (files.next_sequence, files.last_arrival_ms);
+            logs.insert(
+                *id,
+                Arc::new(spawn_writer(
+                    shared,
+                    journal_tx.clone(),
+                    cache.clone(),
+                    next,
+                    arrival,
+                )),
+            );
+        }
+        let thread = std::thread::Builder::new()
+            .name("millstream-journal".into())
+            .spawn(move || journal.run(journal_rx))
+            .map_err(|e| StorageError::io(&config.data_dir, e))?;
+        if let SyncPolicy::Interval(interval) = config.sync_policy {
+            let tick = journal_tx.clone();
+            tokio::spawn(async move {
+                let mut timer = tokio::time::interval(interval.max(Duration::from_millis(1)));
+                loop {
+                    timer.tick().await;
+                    if tick.is_closed() {
+                        break;
+                    }
+                    let _ = tick.try_send(JournalCommand::Tick);
+                }
+            });
+        }
+        let permits = usize::try_from(config.inflight_bytes_max)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config,
+                logs: RwLock::new(logs),
+                journal: journal_tx,
+                journal_thread: Mutex::new(Some(thread)),
+                abandon,
+                closed: AtomicBool::new(false),
+                control: tokio::sync::Mutex::new(()),
+                cache,
+                handles,
+                inflight: Arc::new(Semaphore::new(permits)),
+                metrics,
+            }),
+        })
+    }
+
+    fn check_open(&self) -> Result<(), StorageError> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
+    fn handle(&self, id: LogId) -> Result<Arc<LogHandle>, StorageError> {
+        self.check_open()?;
+        self.inner
+            .logs
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(StorageError::LogNotFound(id))
+    }
+
+    async fn journal_call(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), StorageError>>) -> JournalCommand,
+    ) -> Result<(), StorageError> {
+        let (reply, done) = oneshot::channel();
+        self.inner
+            .journal
+            .send(make(reply))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        done.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Creates an empty log; idempotent. Durable when it returns.
+    ///
+    /// # Errors
+    /// `Io` if its directory or first segment cannot be created; `Closed`.
+    pub async fn create_log(&self, id: LogId) -> Result<(), StorageError> {
+        self.check_open()?;
+        let _control = self.inner.control.lock().await;
+        self.check_open()?;
+        if self.inner.logs.read().contains_key(&id) {
+            return Ok(());
+        }
+        let dir = segment::log_dir(&self.inner.config.data_dir.join("logs"), id);
+        let tail = TailState {
+            next_sequence: 0,
+            first_sequence: 0,
+            last_arrival_ms: None,
+            sealed: false,
+        };
+        let shared = Arc::new(LogShared::new(id, dir, SegmentSet::default(), tail));
+        self.journal_call(|reply| JournalCommand::CreateLog {
+            shared: shared.clone(),
+            reply,
+        })
+        .await?;
+        let handle = spawn_writer(
+            shared,
+            self.inner.journal.clone(),
+            self.inner.cache.clone(),
+            0,
+            0,
+        );
+        self.inner.logs.write().insert(id, Arc::new(handle));
+        Ok(())
+    }
+
+    /// Every log currently stored, in id order (empty once shut down).
+    pub fn logs(&self) -> Vec<LogId> {
+        if self.check_open().is_err() {
+            return Vec::new();
+        }
+        let mut ids: Vec<LogId> = self.inner.logs.read().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Appends and returns once durable under the sync policy.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Sealed`, `Closed`; `Io` for an I/O failure (the append may or may
+    /// not be durable) or, with kind `InvalidInput`, for more than `APPEND_BYTES_MAX` bytes.
+    pub async fn append(
+        &self,
+        id: LogId,
+        records: Vec<AppendRecord>,
+    ) -> Result<AppendAck, StorageError> {
+        let handle = self.handle(id)?;
+        // Counted as encoded (with per-record framing), so no record count can overflow a
+        // frame: a writer batch is at most BATCH_BYTES_MAX plus one append.
+        let bytes: usize = records.iter().map(format::record_encoded_len).sum();
+        if bytes > APPEND_BYTES_MAX {
+            return Err(invalid_input(
+                &handle.shared.dir,
+                format!("append of {bytes} bytes exceeds APPEND_BYTES_MAX ({APPEND_BYTES_MAX})"),
+            ));
+        }
+        // Held until the append is resolved; never more than the whole budget, so one
+        // huge append cannot wait forever.
+        let wanted = bytes.clamp(
+            1,
+            self.inner.config.inflight_bytes_max.min(u32::MAX as u64) as usize,
+        );
+        let _permit = self
+            .inner
+            .inflight
+            .acquire_many(wanted as u32)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        let (reply, done) = oneshot::channel();
+        handle
+            .mailbox
+            .send(WriterCommand::Append { records, reply })
+            .await
+            .map_err(|_| self.gone(id))?;
+        done.await.map_err(|_| self.gone(id))?
+    }
+
+    /// The error for a writer that went away: the log was deleted or the store closed.
+    fn gone(&self, id: LogId) -> StorageError {
+        if self.inner.closed.load(Ordering::SeqCst) || self.inner.logs.read().contains_key(&id) {
+            StorageError::Closed
+        } else {
+            StorageError::LogNotFound(id)
+        }
+    }
+
+    /// Reads durable records with sequence >= `from` (from the first retained one if
+    /// `from` was trimmed), at most `max_records`, and stops before a record that would
+    /// take key + data bytes past `max_bytes` (the first record is always returned, however
+    /// large). Empty when caught up. Never waits for writers.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Closed`; `Io`; `Corrupt` if a segment frame fails its checksum.
+    pub async fn read(
+        &self,
+        id: LogId,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
+        let handle = self.handle(id)?;
+        let shared = handle.shared.clone();
+        let until = *shared.durable.borrow();
+        let from = from.max(shared.tail.lock().first_sequence);
+        if from >= until || max_records == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(records) = self
+            .inner
+            .cache
+            .read(id, from, until, max_records, max_bytes)
+        {
+            return Ok(records);
+        }
+        let handles = self.inner.handles.clone();
+        tokio::task::spawn_blocking(move || {
+            read::read_segments(&shared, &handles, from, until, max_records, max_bytes)
+        })
+        .await
+        .map_err(|_| StorageError::Closed)?
+    }
+
+    /// # Errors
+    /// `LogNotFound`, `Closed`.
+    pub fn tail(&self, id: LogId) -> Result<LogTail, StorageError> {
+        let handle = self.handle(id)?;
+        let tail = *handle.shared.tail.lock();
+        Ok(LogTail {
+            next_sequence: tail.next_sequence,
+            first_sequence: tail.first_sequence,
+            last_arrival_ms: tail.last_arrival_ms,
+            sealed: tail.sealed,
+        })
+    }
+
+    /// Watch the durable `next_sequence` of a log, to wait for new records.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Closed`.
+    pub fn watch_tail(&self, id: LogId) -> Result<tokio::sync::watch::Receiver<u64>, StorageError> {
+        Ok(self.handle(id)?.shared.durable.subscribe())
+    }
+
+    /// First sequence whose arrival is >= `arrival_ms` (the tail's next_sequence if none).
+    /// Uses the sparse time index, then reads at most ~4 KiB of frame headers.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Closed`, `Io`, `Corrupt`.
+    pub async fn sequence_at_time(&self, id: LogId, arrival_ms: u64) -> Result<u64, StorageError> {
+        let handle = self.handle(id)?;
+        let shared = handle.shared.clone();
+        let handles = self.inner.handles.clone();
+        tokio::task::spawn_blocking(move || read::sequence_at_time(&shared, &handles, arrival_ms))
+            .await
+            .map_err(|_| StorageError::Closed)?
+    }
+
+    /// Stops accepting appends after those already queued; returns the final next_sequence.
+    /// In memory only: call it again after a restart.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Closed`.
+    pub async fn seal(&self, id: LogId) -> Result<u64, StorageError> {
+        let handle = self.handle(id)?;
+        let (reply, done) = oneshot::channel();
+        handle
+            .mailbox
+            .send(WriterCommand::Seal { reply })
+            .await
+            .map_err(|_| self.gone(id))?;
+        done.await.map_err(|_| self.gone(id))?
+    }
+
+    /// Deletes whole segments whose newest record arrived before `cutoff_ms`. If every
+    /// record is expired the active segment is sealed and deleted too, leaving the log
+    /// empty with `first_sequence == next_sequence`.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Closed`, `Io` (a failed roll fences the store).
+    pub async fn trim_before(&self, id: LogId, cutoff_ms: u64) -> Result<(), StorageError> {
+        self.handle(id)?;
+        self.journal_call(|reply| JournalCommand::Trim {
+            log: id,
+            cutoff_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops the log's writer (in-flight appends resolve first) and deletes its files.
+    /// The id must not be reused.
+    ///
+    /// # Errors
+    /// `LogNotFound`, `Closed`, `Io`.
+    pub async fn delete_log(&self, id: LogId) -> Result<(), StorageError> {
+        self.check_open()?;
+        let _control = self.inner.control.lock().await;
+        let Some(handle) = self.inner.logs.write().remove(&id) else {
+            return Err(StorageError::LogNotFound(id));
+        };
+        // Let the writer resolve what it has in flight before the files go.
+        let (reply, done) = oneshot::channel();
+        if handle
+            .mailbox
+            .send(WriterCommand::Stop { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+        self.inner.cache.remove_log(id);
+        self.journal_call(|reply| JournalCommand::DeleteLog { log: id, reply })
+            .await
+    }
+
+    /// Flushes and syncs everything, stops background work. Later calls get `Closed`
+    /// (a second `shutdown` is a no-op). Also checkpoints, so the next open has no
+    /// journal to replay.
+    ///
+    /// # Errors
+    /// `Io` if the final sync or checkpoint fails (the data is still recoverable).
+    pub async fn shutdown(&self) -> Result<(), StorageError> {
+        let _control = self.inner.control.lock().await;
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let handles: Vec<Arc<LogHandle>> =
+            self.inner.logs.write().drain().map(|(_, h)| h).collect();
+        for handle in handles {
+            let (reply, done) = oneshot::channel();
+            if handle
+                .mailbox
+                .send(WriterCommand::Stop { reply })
+                .await
+                .is_ok()
+            {
+                let _ = done.await;
+            }
+        }
+        let result = self
+            .journal_call(|reply| JournalCommand::Shutdown { reply })
+            .await;
+        let thread = self.inner.journal_thread.lock().take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        result
+    }
+
+    /// Counters since open.
+    pub fn metrics(&self) -> StoreMetrics {
+        let m = &self.inner.metrics;
+        StoreMetrics {
+            group_commits: m.group_commits.load(Ordering::Relaxed),
+            journal_syncs: m.journal_syncs.load(Ordering::Relaxed),
+            journal_bytes: m.journal_bytes.load(Ordering::Relaxed),
+            segment_rolls: m.segment_rolls.load(Ordering::Relaxed),
+            checkpoints: m.checkpoints.load(Ordering::Relaxed),
+            checkpoint_micros: m.checkpoint_micros.load(Ordering::Relaxed),
+            cache_bytes: self.inner.cache.bytes(),
+            open_read_handles: self.inner.handles.len() as u64,
+        }
+    }
+}
+
+fn spawn_writer(
+    shared: Arc<LogShared>,
+    journal: mpsc::Sender<JournalCommand>,
+    cache: Arc<RecordCache>,
+    next_sequence: u64,
+    last_arrival_ms: u64,
+) -> LogHandle {
+    let (mailbox_tx, mailbox) = mpsc::channel(writer::MAILBOX_CAPACITY);
+    let writer = Writer {
+        shared: shared.clone(),
+        mailbox,
+        journal,
+        cache,
+        next_sequence,
+        last_arrival_ms,
+    };
+    tokio::spawn(writer.run());
+    LogHandle {
+        shared,
+        mailbox: mailbox_tx,
+    }
+}

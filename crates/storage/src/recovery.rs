@@ -1,0 +1,603 @@
+//! Opening a store: find the authoritative journal, load and check every log's segments,
+//! cut torn tails, replay the journal into the segments.
+//!
+//! What recovery may assume (established by the write path, see `journal.rs`):
+//! - The newest journal whose header and first unit (a checkpoint) are valid is
+//!   authoritative; every frame of an older journal is in fsynced segments.
+//! - The checkpoint lists, per log, a sequence `S` below which the segments were fsynced.
+//! - Every non-last segment is complete and was fsynced before its successor existed.
+//! - Anything acknowledged is in a complete, checksummed journal unit, written before the
+//!   journal's torn tail (if any) and after the checkpoint, or below `S` in a segment.
+//!
+//! Hence the rules:
+//! - A defect in a non-last segment, or in a last segment below `S`, is corruption.
+//! - A defect in the last segment at or above `S` is a torn tail (the process died between
+//!   journal sync and page-cache write, or the machine lost unsynced pages): truncate, and
+//!   the journal supplies the rest.
+//! - In the journal, an invalid unit followed by no valid later unit is a torn tail
+//!   (truncate); followed by a valid later unit it is corruption: something acknowledged
+//!   would be skipped.
+//! - Replaying a frame: already in the segment (end <= segment end) -> skip; continues the
+//!   segment exactly -> append; anything else -> corruption (a gap would lose records).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::format::{self, DecodeError, FILE_HEADER_LEN, FileHeader, UNIT_HEADER_LEN};
+use crate::io::{WriteLayer, sync_dir};
+use crate::journal::{self, Journal, LogFiles, Metrics};
+use crate::segment::{self, ChunkReader, HandleCache, SegmentMeta, SegmentSet};
+use crate::{LogId, LogShared, StorageError, StoreConfig, TailState};
+
+pub(crate) fn recover(
+    config: Arc<StoreConfig>,
+    layer: Arc<dyn WriteLayer>,
+    metrics: Arc<Metrics>,
+    handles: Arc<HandleCache>,
+) -> Result<Journal, StorageError> {
+    let root = config.data_dir.clone();
+    let journal_dir = root.join("journal");
+    let logs_dir = root.join("logs");
+    for dir in [&root, &journal_dir, &logs_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+    }
+    let lock_path = root.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StorageError::io(&lock_path, e))?;
+    lock.try_lock().map_err(|e| {
+        StorageError::io(
+            &lock_path,
+            std::io::Error::other(format!("store is in use by another process: {e}")),
+        )
+    })?;
+
+    let found = open_journal(&*layer, &journal_dir)?;
+    let mut salvages = Vec::new();
+    let checkpoint: HashMap<LogId, u64> = found.checkpoint.iter().copied().collect();
+
+    let mut journal = Journal::new(
+        config.clone(),
+        layer.clone(),
+        metrics,
+        handles,
+        journal_dir,
+        logs_dir.clone(),
+        found.file,
+        found.path,
+        found.generation,
+        found.units_start,
+        found.next_commit,
+        lock,
+    );
+
+    for entry in std::fs::read_dir(&logs_dir).map_err(|e| StorageError::io(&logs_dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io(&logs_dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".deleted") {
+            // A delete that crashed after its atomic rename: finish it.
+            std::fs::remove_dir_all(&path).map_err(|e| StorageError::io(&path, e))?;
+            continue;
+        }
+        let Ok(id) = u64::from_str_radix(&name, 16) else {
+            tracing::warn!(path = %path.display(), "ignoring unexpected entry in the logs directory");
+            continue;
+        };
+        if let Some((files, salvage)) =
+            recover_log(&*layer, &path, id, checkpoint.get(&id).copied())?
+        {
+            if let Some(salvage) = salvage {
+                salvages.push((id, salvage));
+            }
+            journal.logs.insert(id, files);
+        }
+    }
+
+    replay(&mut journal)?;
+    // A torn segment tail was cut although valid frames followed it: only fine if the
+    // journal gave all of them back. Otherwise the cut lost data: corruption.
+    for (id, salvage) in salvages {
+        let next = journal.logs.get(&id).map_or(0, |files| files.next_sequence);
+        if next < salvage.end_sequence {
+            return Err(StorageError::corrupt(
+                &salvage.path,
+                salvage.bad_offset,
+                format!(
+                    "{}; valid frames up to sequence {} follow (at offset {}) and the journal \
+                     restores only up to {next}",
+                    salvage.reason, salvage.end_sequence, salvage.later_offset
+                ),
+            ));
+        }
+    }
+    Ok(journal)
+}
+
+struct FoundJournal {
+    file: File,
+    path: PathBuf,
+    generation: u64,
+    checkpoint: Vec<(LogId, u64)>,
+    /// Offset of the first unit after the checkpoint unit.
+    units_start: u64,
+    next_commit: u64,
+}
+
+fn open_journal(layer: &dyn WriteLayer, dir: &Path) -> Result<FoundJournal, StorageError> {
+    let mut generations = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(generation) = name
+            .strip_suffix(".wal")
+            .and_then(|g| u64::from_str_radix(g, 16).ok())
+        {
+            generations.push(generation);
+        }
+    }
+    generations.sort_unstable_by(|a, b| b.cmp(a));
+    let mut found: Option<FoundJournal> = None;
+    for (i, generation) in generations.iter().copied().enumerate() {
+        let path = journal::journal_path(dir, generation);
+        if found.is_some() {
+            // Superseded by a newer valid checkpoint: all of it is in fsynced segments.
+            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+            continue;
+        }
+        match read_journal_start(&path, generation)? {
+            Ok(journal) => found = Some(journal),
+            Err((offset, reason)) => {
+                if i + 1 < generations.len() {
+                    // A checkpoint that crashed before its new journal was complete: the
+                    // previous journal is still authoritative.
+                    tracing::warn!(path = %path.display(), %reason, "discarding incomplete new journal");
+                    std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+                } else {
+                    return Err(StorageError::corrupt(&path, offset, reason));
+                }
+            }
+        }
+    }
+    if let Some(found) = found {
+        return Ok(found);
+    }
+    // A new store.
+    let path = journal::journal_path(dir, 1);
+    let header = FileHeader {
+        kind: format::KIND_JOURNAL,
+        id: 1,
+        base_sequence: 0,
+        arrival_floor_ms: 0,
+    };
+    let mut bytes = format::encode_file_header(&header).to_vec();
+    let mut unit = Vec::new();
+    format::begin_unit(&mut unit);
+    format::encode_checkpoint(&mut unit, &[]);
+    format::finish_unit(&mut unit, 0, format::UNIT_CHECKPOINT);
+    bytes.extend_from_slice(&unit);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(|e| StorageError::io(&path, e))?;
+    layer
+        .write_all_at(&file, &bytes, 0)
+        .map_err(|e| StorageError::io(&path, e))?;
+    layer
+        .sync_data(&file)
+        .map_err(|e| StorageError::io(&path, e))?;
+    sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
+    Ok(FoundJournal {
+        file,
+        path,
+        generation: 1,
+        checkpoint: Vec::new(),
+        units_start: bytes.len() as u64,
+        next_commit: 1,
+    })
+}
+
+/// Header and checkpoint unit of one journal; the inner error says why it is not usable.
+#[allow(clippy::type_complexity)]
+fn read_journal_start(
+    path: &Path,
+    generation: u64,
+) -> Result<Result<FoundJournal, (u64, String)>, StorageError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| StorageError::io(path, e))?
+        .len();
+    let mut reader = ChunkReader::new(&file, len);
+    let io = |e| StorageError::io(path, e);
+    let header = match reader.get(0, FILE_HEADER_LEN).map_err(io)? {
+        Ok(bytes) => match format::decode_file_header(&bytes) {
+            Ok(header) => header,
+            Err(e) => return Ok(Err((0, e.to_string()))),
+        },
+        Err(e) => return Ok(Err((0, e.to_string()))),
+    };
+    if header.kind != format::KIND_JOURNAL || header.id != generation {
+        return Ok(Err((0, "not the journal its name says".into())));
+    }
+    let at = FILE_HEADER_LEN as u64;
+    let unit = match read_unit(&mut reader, at).map_err(io)? {
+        Ok((unit_header, unit)) if unit_header.kind == format::UNIT_CHECKPOINT => {
+            (unit_header, unit)
+        }
+        Ok(_) => return Ok(Err((at, "journal does not start with a checkpoint".into()))),
+        Err(e) => return Ok(Err((at, e.to_string()))),
+    };
+    let checkpoint = match format::decode_checkpoint(&unit.1[UNIT_HEADER_LEN..]) {
+        Ok(checkpoint) => checkpoint,
+        Err(e) => return Ok(Err((at, e.to_string()))),
+    };
+    drop(reader);
+    Ok(Ok(FoundJournal {
+        file,
+        path: path.to_path_buf(),
+        generation,
+        checkpoint,
+        units_start: at + unit.0.unit_len() as u64,
+        next_commit: unit.0.commit_no + 1,
+    }))
+}
+
+fn read_unit(
+    reader: &mut ChunkReader<'_>,
+    offset: u64,
+) -> std::io::Result<Result<(format::UnitHeader, bytes::Bytes), DecodeError>> {
+    let header = match reader.get(offset, UNIT_HEADER_LEN)? {
+        Ok(bytes) => match format::decode_unit_header(&bytes) {
+            Ok(header) => header,
+            Err(e) => return Ok(Err(e)),
+        },
+        Err(e) => return Ok(Err(e)),
+    };
+    let unit = match reader.get(offset, header.unit_len())? {
+        Ok(unit) => unit,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(format::verify_unit(&header, &unit).map(|()| (header, unit)))
+}
+
+/// Loads one log's segments. `durable_floor` is the checkpointed sequence below which the
+/// segments must be intact. Returns `None` for a log whose creation never completed.
+/// A cut made in a last segment ahead of later valid frames; checked after replay.
+struct Salvage {
+    path: PathBuf,
+    bad_offset: u64,
+    reason: String,
+    later_offset: u64,
+    end_sequence: u64,
+}
+
+fn recover_log(
+    layer: &dyn WriteLayer,
+    dir: &Path,
+    id: LogId,
+    durable_floor: Option<u64>,
+) -> Result<Option<(LogFiles, Option<Salvage>)>, StorageError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(base) = name
+            .strip_suffix(".seg")
+            .and_then(|b| b.parse::<u64>().ok())
+        {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    // The newest segment can be a roll that crashed before its header was durable; it
+    // holds nothing (the header is written and synced before any frame), so drop it.
+    // Likewise a lone segment 0 with a torn header is a `create_log` that never returned.
+    while bases.len() > 1 || bases == [0] {
+        let path = segment::segment_path(dir, *bases.last().expect("not empty"));
+        let len = std::fs::metadata(&path)
+            .map_err(|e| StorageError::io(&path, e))?
+            .len();
+        let mut head = vec![0u8; FILE_HEADER_LEN.min(len as usize)];
+        File::open(&path)
+            .and_then(|f| f.read_exact_at(&mut head, 0))
+            .map_err(|e| StorageError::io(&path, e))?;
+        let torn_create =
+            len <= FILE_HEADER_LEN as u64 && format::decode_file_header(&head).is_err();
+        if !torn_create {
+            break;
+        }
+        std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+        bases.pop();
+    }
+    if bases.is_empty() {
+        // `create_log` crashed before its first segment was durable; it never returned.
+        std::fs::remove_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        return Ok(None);
+    }
+
+    let mut set = SegmentSet::default();
+    let mut arrival_floor = 0u64;
+    let last_index = bases.len() - 1;
+    let mut active: Option<File> = None;
+    let mut salvage = None;
+    for (i, base) in bases.iter().copied().enumerate() {
+        let path = segment::segment_path(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StorageError::io(&path, e))?;
+        let header = segment::read_file_header(&file, &path)?;
+        if header.kind != format::KIND_SEGMENT || header.id != id || header.base_sequence != base {
+            return Err(StorageError::corrupt(
+                &path,
+                0,
+                "segment header does not match its name",
+            ));
+        }
+        if let Some(previous) = set.segments.last()
+            && previous.end != base
+        {
+            return Err(StorageError::corrupt(
+                &path,
+                0,
+                format!(
+                    "segment starts at {base} but the previous one ends at {}",
+                    previous.end
+                ),
+            ));
+        }
+        arrival_floor = arrival_floor.max(header.arrival_floor_ms);
+        let file_len = file
+            .metadata()
+            .map_err(|e| StorageError::io(&path, e))?
+            .len();
+        let meta = if i < last_index {
+            // Sealed: complete by construction, so any defect is corruption.
+            match segment::load_index(&path, id, base, Some(file_len)) {
+                Some(meta) => meta,
+                None => {
+                    let scan = segment::scan_segment(&path, &file, id, &header)?;
+                    if let Some((offset, reason)) = scan.bad {
+                        return Err(StorageError::corrupt(
+                            &path,
+                            offset,
+                            format!("sealed segment: {reason}"),
+                        ));
+                    }
+                    if scan.meta.end == base {
+                        return Err(StorageError::corrupt(&path, 0, "sealed segment is empty"));
+                    }
+                    segment::write_index(&scan.meta, id);
+                    scan.meta
+                }
+            }
+        } else {
+            let floor = durable_floor.unwrap_or(0);
+            // The index persisted at the last checkpoint covers the fsynced prefix (it ends
+            // exactly at the checkpointed sequence): scan only what came after it. Damage
+            // in that prefix is then found by the read path's checksums, as in sealed
+            // segments.
+            let start = segment::load_index(&path, id, base, None)
+                .filter(|meta| durable_floor == Some(meta.end) && meta.len <= file_len)
+                .unwrap_or_else(|| SegmentMeta::new_empty(path.clone(), base));
+            let scan = segment::scan_segment_from(&file, id, start)?;
+            if let Some((offset, reason)) = scan.bad {
+                if scan.meta.end < floor {
+                    return Err(StorageError::corrupt(
+                        &path,
+                        offset,
+                        format!("{reason}, below the checkpointed sequence {floor}"),
+                    ));
+                }
+                if let Some((later_offset, end_sequence)) =
+                    segment::find_later_frames(&file, file_len, offset, id)
+                        .map_err(|e| StorageError::io(&path, e))?
+                {
+                    salvage = Some(Salvage {
+                        path: path.clone(),
+                        bad_offset: offset,
+                        reason: reason.to_string(),
+                        later_offset,
+                        end_sequence,
+                    });
+                }
+                tracing::warn!(path = %path.display(), offset, %reason, "truncating torn segment tail");
+                layer
+                    .set_len(&file, offset)
+                    .map_err(|e| StorageError::io(&path, e))?;
+                layer
+                    .sync_data(&file)
+                    .map_err(|e| StorageError::io(&path, e))?;
+            } else if scan.meta.end < floor {
+                return Err(StorageError::corrupt(
+                    &path,
+                    scan.meta.len,
+                    format!(
+                        "segment ends at sequence {} below the checkpointed {floor}",
+                        scan.meta.end
+                    ),
+                ));
+            }
+            scan.meta
+        };
+        if let Some(max) = meta.max_arrival {
+            arrival_floor = arrival_floor.max(max);
+        }
+        set.segments.push(meta);
+        if i == last_index {
+            active = Some(file);
+        }
+    }
+    let first_sequence = set.first_sequence().expect("at least one segment");
+    let next_sequence = set
+        .segments
+        .last()
+        .map_or(first_sequence, |s: &SegmentMeta| s.end);
+    let tail = TailState {
+        next_sequence,
+        first_sequence,
+        last_arrival_ms: (arrival_floor > 0 || next_sequence > 0).then_some(arrival_floor),
+        sealed: false,
+    };
+    let shared = Arc::new(LogShared::new(id, dir.to_path_buf(), set, tail));
+    let files = LogFiles {
+        shared,
+        active: active.expect("the last segment was opened"),
+        next_sequence,
+        last_arrival_ms: arrival_floor,
+        // Replayed or truncated data may be unsynced; syncing at the next checkpoint is
+        // what lets that checkpoint drop the journal.
+        dirty: true,
+    };
+    Ok(Some((files, salvage)))
+}
+
+/// Re-applies the journal's units after the checkpoint to the segments.
+fn replay(journal: &mut Journal) -> Result<(), StorageError> {
+    let path = journal.path.clone();
+    let file_len = journal
+        .file
+        .metadata()
+        .map_err(|e| StorageError::io(&path, e))?
+        .len();
+    let file = journal
+        .file
+        .try_clone()
+        .map_err(|e| StorageError::io(&path, e))?;
+    let mut reader = ChunkReader::new(&file, file_len);
+    let mut offset = journal.len;
+    let mut replayed = 0u64;
+    let bad = loop {
+        if offset == file_len {
+            break None;
+        }
+        let (header, unit) =
+            match read_unit(&mut reader, offset).map_err(|e| StorageError::io(&path, e))? {
+                Ok(unit) => unit,
+                Err(e) => break Some((offset, e.to_string())),
+            };
+        if header.kind != format::UNIT_FRAMES || header.commit_no != journal.next_commit {
+            break Some((
+                offset,
+                format!(
+                    "unexpected unit (kind {}, commit {})",
+                    header.kind, header.commit_no
+                ),
+            ));
+        }
+        let mut at = UNIT_HEADER_LEN;
+        while at < unit.len() {
+            let frame = unit.slice(at..);
+            let frame_header = format::decode_frame_header(&frame)
+                .and_then(|h| format::verify_frame(&h, &frame).map(|()| h))
+                .map_err(|e| {
+                    StorageError::corrupt(
+                        &path,
+                        offset + at as u64,
+                        format!("frame in a valid unit: {e}"),
+                    )
+                })?;
+            let frame_bytes = &frame[..frame_header.frame_len()];
+            at += frame_header.frame_len();
+            // No directory: the log was deleted (ids are never reused).
+            let Some(files) = journal.logs.get_mut(&frame_header.log_id) else {
+                continue;
+            };
+            if frame_header.end_sequence() <= files.next_sequence {
+                continue; // already in the segment
+            }
+            if frame_header.first_sequence != files.next_sequence {
+                return Err(StorageError::corrupt(
+                    &path,
+                    offset + (at - frame_header.frame_len()) as u64,
+                    format!(
+                        "journal frame of log {} starts at {} but its segments end at {}",
+                        frame_header.log_id, frame_header.first_sequence, files.next_sequence
+                    ),
+                ));
+            }
+            files
+                .append_frame(
+                    &*journal.layer,
+                    &journal.config,
+                    &journal.metrics,
+                    &frame_header,
+                    frame_bytes,
+                )
+                .map_err(|e| StorageError::io(&files.shared.dir, e))?;
+            files.next_sequence = frame_header.end_sequence();
+            {
+                let mut tail = files.shared.tail.lock();
+                tail.next_sequence = files.next_sequence;
+                tail.last_arrival_ms = Some(files.last_arrival_ms);
+            }
+            files.shared.durable.send_replace(files.next_sequence);
+            replayed += 1;
+        }
+        offset += header.unit_len() as u64;
+        journal.next_commit += 1;
+    };
+    if let Some((bad_offset, reason)) = bad {
+        if let Some(later) = find_later_unit(&mut reader, bad_offset, file_len, journal.next_commit)
+            .map_err(|e| StorageError::io(&path, e))?
+        {
+            return Err(StorageError::corrupt(
+                &path,
+                bad_offset,
+                format!("{reason}; a valid unit follows at offset {later}"),
+            ));
+        }
+        tracing::warn!(path = %path.display(), offset = bad_offset, %reason, "truncating torn journal tail");
+        journal
+            .layer
+            .set_len(&file, bad_offset)
+            .map_err(|e| StorageError::io(&path, e))?;
+        journal
+            .layer
+            .sync_data(&file)
+            .map_err(|e| StorageError::io(&path, e))?;
+    }
+    journal.len = offset;
+    if replayed > 0 {
+        tracing::info!(frames = replayed, journal = %path.display(), "replayed journal into segments");
+    }
+    Ok(())
+}
+
+/// Looks for a checksum-valid unit at any offset after a bad one. Only commit numbers at
+/// or after the expected one count: a unit is only ever written after its predecessor.
+fn find_later_unit(
+    reader: &mut ChunkReader<'_>,
+    bad_offset: u64,
+    file_len: u64,
+    expected_commit: u64,
+) -> std::io::Result<Option<u64>> {
+    let mut offset = bad_offset + 1;
+    while offset + UNIT_HEADER_LEN as u64 <= file_len {
+        if let Ok(bytes) = reader.get(offset, UNIT_HEADER_LEN)?
+            && let Ok(header) = format::decode_unit_header(&bytes)
+            && header.commit_no >= expected_commit
+            && header.commit_no < expected_commit + (1 << 32)
+            && read_unit(reader, offset)?.is_ok()
+        {
+            return Ok(Some(offset));
+        }
+        offset += 1;
+    }
+    Ok(None)
+}

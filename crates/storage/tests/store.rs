@@ -1,0 +1,325 @@
+//! Store behaviour through the public API: the happy path across crash and clean restarts,
+//! long-polling the tail, the weaker sync policies, and corruption that recovery must
+//! report (never skip).
+
+#![allow(clippy::unwrap_used)] // test helpers, not product code
+
+use bytes::Bytes;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use millstream_storage::{AppendRecord, StorageError, Store, StoreConfig, SyncPolicy};
+
+fn rec(data: &str) -> AppendRecord {
+    AppendRecord {
+        key: Bytes::from_static(b"k"),
+        data: Bytes::copy_from_slice(data.as_bytes()),
+        flags: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_read_reopen_seal_trim_delete_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.segment_bytes_max = 2048;
+    config.journal_bytes_max = 8192;
+    let store = Store::open(config.clone()).await.unwrap();
+    store.create_log(1).await.unwrap();
+    store.create_log(1).await.unwrap();
+    assert!(matches!(
+        store.append(2, vec![rec("x")]).await,
+        Err(StorageError::LogNotFound(2))
+    ));
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let ack = store
+            .append(1, vec![rec(&format!("a{i}")), rec(&format!("b{i}"))])
+            .await
+            .unwrap();
+        assert_eq!(ack.first_sequence, i * 2);
+        expected.push(format!("a{i}"));
+        expected.push(format!("b{i}"));
+    }
+    let got = store.read(1, 0, 1000, usize::MAX).await.unwrap();
+    assert_eq!(got.len(), 400);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.sequence, i as u64);
+        assert_eq!(r.data, expected[i].as_bytes());
+    }
+    assert!(store.metrics().segment_rolls > 0, "{:?}", store.metrics());
+    assert!(store.metrics().checkpoints > 0, "{:?}", store.metrics());
+    let t = store.tail(1).unwrap();
+    assert_eq!(t.next_sequence, 400);
+    drop(store); // crash
+    let store = Store::open(config.clone()).await.unwrap();
+    assert_eq!(store.logs(), vec![1]);
+    let got = store.read(1, 0, 1000, usize::MAX).await.unwrap();
+    assert_eq!(got.len(), 400);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r.sequence, i as u64);
+        assert_eq!(r.data, expected[i].as_bytes());
+    }
+    let got = store.read(1, 123, 10, usize::MAX).await.unwrap();
+    assert_eq!(got[0].sequence, 123);
+    assert_eq!(got.len(), 10);
+    let first_arrival = got[0].arrival_ms;
+    assert!(store.sequence_at_time(1, first_arrival).await.unwrap() <= 123);
+    assert_eq!(store.sequence_at_time(1, u64::MAX).await.unwrap(), 400);
+    assert_eq!(store.seal(1).await.unwrap(), 400);
+    assert!(matches!(
+        store.append(1, vec![rec("x")]).await,
+        Err(StorageError::Sealed(1))
+    ));
+    store.trim_before(1, u64::MAX).await.unwrap();
+    let t = store.tail(1).unwrap();
+    assert_eq!((t.first_sequence, t.next_sequence), (400, 400));
+    assert!(store.read(1, 0, 10, 100).await.unwrap().is_empty());
+    store.shutdown().await.unwrap();
+    assert!(matches!(store.tail(1), Err(StorageError::Closed)));
+    drop(store);
+    let store = Store::open(config.clone()).await.unwrap();
+    let t = store.tail(1).unwrap();
+    assert_eq!(
+        (t.first_sequence, t.next_sequence, t.sealed),
+        (400, 400, false)
+    );
+    let ack = store.append(1, vec![rec("after")]).await.unwrap();
+    assert_eq!(ack.first_sequence, 400);
+    let huge = AppendRecord {
+        key: Bytes::new(),
+        data: Bytes::from(vec![0u8; 65 << 20]),
+        flags: 0,
+    };
+    let err = store.append(1, vec![huge]).await.unwrap_err();
+    assert!(
+        matches!(&err, StorageError::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidInput),
+        "{err}"
+    );
+    let big = AppendRecord {
+        key: Bytes::from(vec![1u8; 256]),
+        data: Bytes::from(vec![7u8; 10 << 20]),
+        flags: 0,
+    };
+    let ack = store.append(1, vec![big.clone()]).await.unwrap();
+    let got = store.read(1, ack.first_sequence, 10, 1).await.unwrap();
+    assert_eq!(
+        (got.len(), &got[0].data),
+        (1, &big.data),
+        "one record even over max_bytes"
+    );
+    store.delete_log(1).await.unwrap();
+    assert!(store.logs().is_empty());
+    drop(store);
+    let store = Store::open(config).await.unwrap();
+    assert!(store.logs().is_empty());
+}
+
+fn segments(dir: &Path, log: u64) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> =
+        std::fs::read_dir(dir.join("logs").join(format!("{log:016x}")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+    segments.sort();
+    segments
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, offset).unwrap();
+    b[0] ^= 0x40;
+    file.write_all_at(&b, offset).unwrap();
+}
+
+async fn filled_store(dir: &Path, appends: usize) -> (StoreConfig, Store) {
+    let mut config = StoreConfig::new(dir);
+    config.segment_bytes_max = 4096;
+    config.journal_bytes_max = 1 << 20;
+    config.cache_bytes_max = 0;
+    let store = Store::open(config.clone()).await.unwrap();
+    store.create_log(1).await.unwrap();
+    for i in 0..appends {
+        store
+            .append(1, vec![rec(&format!("record {i} {}", "y".repeat(200)))])
+            .await
+            .unwrap();
+    }
+    (config, store)
+}
+
+fn expect_corrupt(result: Result<impl std::fmt::Debug, StorageError>, file: &Path) {
+    match result {
+        Err(StorageError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, file, "names the damaged file ({reason})");
+            assert!(offset > 0, "names an offset ({reason})");
+        }
+        other => panic!("expected Corrupt for {}, got {other:?}", file.display()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_tail_wakes_a_long_poller_once_records_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    store.create_log(5).await.unwrap();
+    let mut watch = store.watch_tail(5).unwrap();
+    assert_eq!(*watch.borrow_and_update(), 0);
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            watch.changed().await.unwrap();
+            let next = *watch.borrow_and_update();
+            (next, store.read(5, 0, 100, usize::MAX).await.unwrap())
+        })
+    };
+    store.append(5, vec![rec("a"), rec("b")]).await.unwrap();
+    let (next, records) = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next, 2);
+    assert_eq!(records.len(), 2, "whatever the watch announces is readable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_and_never_policies_survive_a_process_crash() {
+    for policy in [
+        SyncPolicy::Interval(Duration::from_millis(5)),
+        SyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path());
+        config.sync_policy = policy;
+        let store = Store::open(config.clone()).await.unwrap();
+        store.create_log(1).await.unwrap();
+        for i in 0..50 {
+            store.append(1, vec![rec(&format!("{i}"))]).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // let an interval sync happen
+        drop(store);
+        let store = Store::open(config).await.unwrap();
+        assert_eq!(
+            store.read(1, 0, 100, usize::MAX).await.unwrap().len(),
+            50,
+            "{policy:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_sealed_segment_is_corrupt_on_read_and_on_open_without_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = filled_store(dir.path(), 60).await;
+    drop(store);
+    let sealed = segments(dir.path(), 1)[0].clone();
+    flip_byte(&sealed, 48 + 36 + 20); // inside the first frame's records
+    // The persisted index lets open skip the scan: the read finds the damage.
+    let store = Store::open(config.clone()).await.unwrap();
+    expect_corrupt(store.read(1, 0, 10, usize::MAX).await, &sealed);
+    drop(store);
+    // Without the index, open scans the sealed segment and refuses.
+    std::fs::remove_file(sealed.with_extension("idx")).unwrap();
+    match Store::open(config).await {
+        Err(StorageError::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (sealed, 48)),
+        other => panic!("expected Corrupt, got {:?}", other.err()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_below_the_checkpoint_in_the_active_segment_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = filled_store(dir.path(), 5).await;
+    store.shutdown().await.unwrap(); // checkpoint: the segment is now the only copy
+    let active = segments(dir.path(), 1).pop().unwrap();
+    flip_byte(&active, 48 + 36 + 20);
+    // The checkpoint persisted the active segment's index, so open skips that prefix and
+    // the read's checksum finds the damage.
+    let store = Store::open(config.clone()).await.unwrap();
+    expect_corrupt(store.read(1, 0, 10, usize::MAX).await, &active);
+    drop(store);
+    // Without the index, open scans it and refuses.
+    std::fs::remove_file(active.with_extension("idx")).unwrap();
+    expect_corrupt(Store::open(config).await.map(|_| ()), &active);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_above_the_checkpoint_in_the_active_segment_is_restored_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = filled_store(dir.path(), 5).await;
+    let before = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    drop(store); // crash: the journal still holds every frame since the checkpoint
+    let active = segments(dir.path(), 1).pop().unwrap();
+    flip_byte(&active, 48 + 36 + 20); // first frame: valid frames follow it
+    let store = Store::open(config).await.unwrap();
+    assert_eq!(store.read(1, 0, 100, usize::MAX).await.unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_in_the_middle_of_the_journal_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = filled_store(dir.path(), 5).await;
+    drop(store); // crash: five units after the checkpoint
+    let journal = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&journal).unwrap();
+    let checkpoint_len = 20 + u32::from_be_bytes(bytes[48..52].try_into().unwrap()) as u64;
+    flip_byte(&journal, 48 + checkpoint_len + 20 + 36 + 20); // first unit's first record
+    expect_corrupt(Store::open(config).await.map(|_| ()), &journal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_journal_tail_is_cut_and_nothing_acknowledged_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = filled_store(dir.path(), 5).await;
+    let before = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    drop(store);
+    let journal = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let len = std::fs::metadata(&journal).unwrap().len();
+    // A half-written sixth unit: a copy of the header of the last one, then zeros.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap();
+    file.write_all_at(
+        &[
+            0, 0, 1, 0, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1,
+        ],
+        len,
+    )
+    .unwrap();
+    file.set_len(len + 300).unwrap();
+    let store = Store::open(config.clone()).await.unwrap();
+    assert_eq!(store.read(1, 0, 100, usize::MAX).await.unwrap(), before);
+    assert_eq!(
+        store
+            .append(1, vec![rec("next")])
+            .await
+            .unwrap()
+            .first_sequence,
+        5
+    );
+    drop(store);
+    let store = Store::open(config).await.unwrap();
+    assert_eq!(store.tail(1).unwrap().next_sequence, 6);
+}

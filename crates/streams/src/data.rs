@@ -1,0 +1,560 @@
+//! The data plane: PutRecord(s), GetShardIterator, GetRecords.
+
+use bytes::Bytes;
+use millstream_storage::{AppendRecord, StorageError, StoredRecord};
+use millstream_types::hash_key::{hash_partition_key, parse_hash_key};
+use millstream_types::limits::{GET_RECORDS_BYTES_MAX, GET_RECORDS_LIMIT_MAX, ITERATOR_TTL};
+use millstream_types::sequence::COUNTER_MAX;
+use millstream_types::{SequenceParts, ShardId};
+
+use crate::meta::ShardMeta;
+use crate::token::{IteratorPosition, KIND_ITERATOR};
+use crate::{Result, StreamRef, StreamView, Streams, StreamsError, format_java_date, now_ms};
+
+/// Record flag: written while server-side encryption was on.
+const FLAG_ENCRYPTED: u8 = 1;
+/// How often a put retries routing when it raced with a reshard.
+const RESHARD_RETRIES: usize = 200;
+
+#[derive(Debug, Clone)]
+pub struct PutEntry {
+    pub partition_key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutResult {
+    Stored {
+        shard_id: ShardId,
+        sequence_number: String,
+    },
+    /// Per-entry failure, reported inside a successful PutRecords.
+    Failed {
+        error_code: &'static str,
+        error_message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PutOutcome {
+    pub results: Vec<PutResult>,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IteratorType {
+    AtSequenceNumber,
+    AfterSequenceNumber,
+    TrimHorizon,
+    Latest,
+    AtTimestamp,
+}
+
+impl IteratorType {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "AT_SEQUENCE_NUMBER" => Self::AtSequenceNumber,
+            "AFTER_SEQUENCE_NUMBER" => Self::AfterSequenceNumber,
+            "TRIM_HORIZON" => Self::TrimHorizon,
+            "LATEST" => Self::Latest,
+            "AT_TIMESTAMP" => Self::AtTimestamp,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AtSequenceNumber => "AT_SEQUENCE_NUMBER",
+            Self::AfterSequenceNumber => "AFTER_SEQUENCE_NUMBER",
+            Self::TrimHorizon => "TRIM_HORIZON",
+            Self::Latest => "LATEST",
+            Self::AtTimestamp => "AT_TIMESTAMP",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordOut {
+    pub sequence_number: String,
+    pub arrival_ms: u64,
+    pub data: Bytes,
+    pub partition_key: String,
+    pub encrypted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChildShardOut {
+    pub shard_id: ShardId,
+    pub parent_shards: Vec<ShardId>,
+    pub start_hash: u128,
+    pub end_hash: u128,
+}
+
+#[derive(Debug, Clone)]
+pub struct GetRecordsOutcome {
+    pub records: Vec<RecordOut>,
+    pub next_shard_iterator: Option<String>,
+    pub millis_behind_latest: u64,
+    pub child_shards: Vec<ChildShardOut>,
+}
+
+pub(crate) fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64) -> String {
+    SequenceParts {
+        creation_secs: shard.created_ms / 1000,
+        shard_index: shard.index,
+        counter: storage_sequence + 1,
+        arrival_secs: arrival_ms / 1000,
+    }
+    .encode()
+}
+
+pub fn starting_sequence_number(shard: &ShardMeta) -> String {
+    SequenceParts {
+        creation_secs: shard.created_ms / 1000,
+        shard_index: shard.index,
+        counter: 0,
+        arrival_secs: shard.created_ms / 1000,
+    }
+    .encode()
+}
+
+/// Compares above every record of the shard: the largest counter, stamped with the close time.
+pub fn ending_sequence_number(shard: &ShardMeta) -> Option<String> {
+    shard.closed.map(|closed| {
+        SequenceParts {
+            creation_secs: shard.created_ms / 1000,
+            shard_index: shard.index,
+            counter: COUNTER_MAX,
+            arrival_secs: closed.closed_ms / 1000,
+        }
+        .encode()
+    })
+}
+
+pub(crate) fn child_shards(view: &StreamView, parent: u32) -> Vec<ChildShardOut> {
+    view.meta
+        .shards
+        .iter()
+        .filter(|s| s.parent == Some(parent) || s.adjacent_parent == Some(parent))
+        .map(|s| ChildShardOut {
+            shard_id: ShardId(s.index),
+            parent_shards: s
+                .parent
+                .iter()
+                .chain(s.adjacent_parent.iter())
+                .map(|p| ShardId(*p))
+                .collect(),
+            start_hash: s.start_hash,
+            end_hash: s.end_hash,
+        })
+        .collect()
+}
+
+impl Streams {
+    fn shard_not_found(&self, shard: &str, stream: &str) -> StreamsError {
+        StreamsError::NotFound(format!(
+            "Shard {shard} in stream {stream} under account {} does not exist",
+            self.account()
+        ))
+    }
+
+    /// Writes entries, each to the open shard owning its hash key. Entries for the same shard
+    /// keep their request order; shards are written concurrently.
+    ///
+    /// # Errors
+    /// Whole-request failures (unknown stream, bad explicit hash key, oversize record).
+    /// Storage failures of one shard fail only its entries.
+    pub async fn put_records(
+        &self,
+        target: &StreamRef,
+        entries: Vec<PutEntry>,
+    ) -> Result<PutOutcome> {
+        let mut view = self.data_view(target)?;
+        let max_record_bytes = view.meta.max_record_size_kib as usize * 1024;
+        let mut hashes = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let size = entry.partition_key.len() + entry.data.len();
+            if size > max_record_bytes {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Record size {size} bytes exceeds the maximum record size of {} KiB of stream {} under account {}.",
+                    view.meta.max_record_size_kib,
+                    view.meta.name,
+                    self.account()
+                )));
+            }
+            let hash = match &entry.explicit_hash_key {
+                Some(text) => parse_hash_key(text).ok_or_else(|| {
+                    StreamsError::InvalidArgument(format!(
+                        "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
+                    ))
+                })?,
+                None => hash_partition_key(&entry.partition_key),
+            };
+            hashes.push(hash);
+        }
+        let mut results: Vec<Option<PutResult>> = vec![None; entries.len()];
+        let mut pending: Vec<usize> = (0..entries.len()).collect();
+        let mut encrypted = false;
+        for attempt in 0..=RESHARD_RETRIES {
+            encrypted = view.meta.encryption_key.is_some();
+            let flags = if encrypted { FLAG_ENCRYPTED } else { 0 };
+            // Group by shard, preserving request order within each group.
+            let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+            for &i in &pending {
+                let shard = view.route(hashes[i]).index;
+                match groups.iter_mut().find(|(s, _)| *s == shard) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((shard, vec![i])),
+                }
+            }
+            let appends = groups.iter().map(|(shard, members)| {
+                let log = view.meta.shards[*shard as usize].log_id;
+                let records = members
+                    .iter()
+                    .map(|&i| AppendRecord {
+                        key: Bytes::copy_from_slice(entries[i].partition_key.as_bytes()),
+                        data: entries[i].data.clone(),
+                        flags,
+                    })
+                    .collect();
+                self.inner.store.append(log, records)
+            });
+            let outcomes = futures::future::join_all(appends).await;
+            let mut resealed = Vec::new();
+            for ((shard_index, members), outcome) in groups.into_iter().zip(outcomes) {
+                let shard = &view.meta.shards[shard_index as usize];
+                match outcome {
+                    Ok(ack) => {
+                        for (offset, &i) in members.iter().enumerate() {
+                            results[i] = Some(PutResult::Stored {
+                                shard_id: ShardId(shard.index),
+                                sequence_number: sequence_number(
+                                    shard,
+                                    ack.first_sequence + offset as u64,
+                                    ack.arrival_ms,
+                                ),
+                            });
+                        }
+                    }
+                    Err(StorageError::Sealed(_)) => resealed.extend(members),
+                    Err(err) => {
+                        tracing::error!(error = %err, shard = shard.index, stream = %view.meta.name, "append failed");
+                        for &i in &members {
+                            results[i] = Some(PutResult::Failed {
+                                error_code: "InternalFailure",
+                                error_message: "Internal Service Failure".to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+            if resealed.is_empty() {
+                break;
+            }
+            if attempt == RESHARD_RETRIES {
+                return Err(StreamsError::InUse(format!(
+                    "Stream {} under account {} is being resharded; retry the request.",
+                    view.meta.name,
+                    self.account()
+                )));
+            }
+            // The shard closed under us: wait for the reshard to publish its new map.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            view = self.data_view(target)?;
+            pending = resealed;
+        }
+        let results = results
+            .into_iter()
+            .map(|r| r.expect("every entry is stored, failed, or the request errored"))
+            .collect();
+        Ok(PutOutcome { results, encrypted })
+    }
+
+    /// PutRecord: one entry; `sequence_for_ordering` must be a valid number of this stream
+    /// (the new record is greater by construction).
+    ///
+    /// # Errors
+    /// As `put_records`, and `InvalidArgument` for a bad `SequenceNumberForOrdering`.
+    pub async fn put_record(
+        &self,
+        target: &StreamRef,
+        entry: PutEntry,
+        sequence_for_ordering: Option<&str>,
+    ) -> Result<(ShardId, String, bool)> {
+        if let Some(ordering) = sequence_for_ordering {
+            let view = self.data_view(target)?;
+            let valid = SequenceParts::decode(ordering).is_ok_and(|parts| {
+                parts.arrival_secs <= now_ms() / 1000 + 1
+                    && view.meta.shards.iter().any(|s| {
+                        s.index == parts.shard_index && s.created_ms / 1000 == parts.creation_secs
+                    })
+            });
+            if !valid {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "ExclusiveMinimumSequenceNumber {ordering} used in PutRecord on stream {} under account {} is invalid.",
+                    view.meta.name,
+                    self.account()
+                )));
+            }
+        }
+        let outcome = self.put_records(target, vec![entry]).await?;
+        match outcome.results.into_iter().next() {
+            Some(PutResult::Stored {
+                shard_id,
+                sequence_number,
+            }) => Ok((shard_id, sequence_number, outcome.encrypted)),
+            Some(PutResult::Failed {
+                error_code,
+                error_message,
+            }) => {
+                if error_code == "ProvisionedThroughputExceededException" {
+                    Err(StreamsError::ThroughputExceeded(error_message))
+                } else {
+                    Err(StreamsError::Metadata(error_message))
+                }
+            }
+            None => unreachable!("put_records returns one result per entry"),
+        }
+    }
+
+    /// The storage position of the oldest record still within retention.
+    async fn trim_horizon(&self, view: &StreamView, shard: &ShardMeta) -> Result<u64> {
+        let cutoff = now_ms().saturating_sub(view.retention_ms());
+        let tail = self.inner.store.tail(shard.log_id)?;
+        let at = self
+            .inner
+            .store
+            .sequence_at_time(shard.log_id, cutoff)
+            .await?;
+        Ok(at.max(tail.first_sequence))
+    }
+
+    /// # Errors
+    /// `NotFound` for an unknown stream/shard, `InvalidArgument` for inconsistent parameters
+    /// or a sequence number from elsewhere.
+    pub async fn get_shard_iterator(
+        &self,
+        target: &StreamRef,
+        shard_text: &str,
+        kind: IteratorType,
+        starting_sequence: Option<&str>,
+        timestamp_ms: Option<i64>,
+    ) -> Result<String> {
+        let view = self.data_view(target)?;
+        let name = view.meta.name.clone();
+        let shard = ShardId::parse(shard_text)
+            .and_then(|id| view.shard(id))
+            .filter(|s| !view.is_expired(s, now_ms()))
+            .ok_or_else(|| self.shard_not_found(shard_text, &name))?;
+        let needs_sequence = matches!(
+            kind,
+            IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber
+        );
+        match (needs_sequence, starting_sequence.is_some(), kind) {
+            (true, false, _) => {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {} and no StartingSequenceNumber.",
+                    kind.as_str()
+                )));
+            }
+            (false, true, _) => {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {} and also a StartingSequenceNumber.",
+                    kind.as_str()
+                )));
+            }
+            _ => {}
+        }
+        let tail = self.inner.store.tail(shard.log_id)?;
+        let end = shard
+            .closed
+            .map(|c| c.end_position)
+            .unwrap_or(tail.next_sequence);
+        let position = match kind {
+            IteratorType::TrimHorizon => self.trim_horizon(&view, shard).await?,
+            IteratorType::Latest => end,
+            IteratorType::AtTimestamp => {
+                let Some(timestamp) = timestamp_ms else {
+                    return Err(StreamsError::InvalidArgument(
+                        "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.".to_string(),
+                    ));
+                };
+                let now = now_ms();
+                if timestamp > now as i64 {
+                    return Err(StreamsError::InvalidArgument(format!(
+                        "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {timestamp}, currentTimestampInMillis: {now}"
+                    )));
+                }
+                let at = self
+                    .inner
+                    .store
+                    .sequence_at_time(shard.log_id, timestamp.max(0) as u64)
+                    .await?;
+                at.max(self.trim_horizon(&view, shard).await?)
+            }
+            IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber => {
+                let text = starting_sequence.expect("checked above");
+                let counter = self.decode_for_shard(text, &view, shard, "GetShardIterator")?;
+                let after = kind == IteratorType::AfterSequenceNumber;
+                let position = match (counter, after) {
+                    (COUNTER_MAX, _) => end,
+                    (0, false) => 0,
+                    (c, false) => c - 1,
+                    (c, true) => c,
+                };
+                position
+                    .min(end)
+                    .max(self.trim_horizon(&view, shard).await?.min(end))
+            }
+        };
+        Ok(self.seal_iterator(&view, shard.index, position))
+    }
+
+    /// The counter in a sequence number given for `shard`, with AWS's errors for numbers that
+    /// are malformed or belong elsewhere.
+    pub(crate) fn decode_for_shard(
+        &self,
+        text: &str,
+        view: &StreamView,
+        shard: &ShardMeta,
+        operation: &str,
+    ) -> Result<u64> {
+        let invalid = || {
+            StreamsError::InvalidArgument(format!(
+                "StartingSequenceNumber {text} used in {operation} on shard {} in stream {} under account {} is invalid.",
+                ShardId(shard.index),
+                view.meta.name,
+                self.account()
+            ))
+        };
+        let parts = SequenceParts::decode(text).map_err(|_| invalid())?;
+        if parts.shard_index != shard.index {
+            return Err(StreamsError::InvalidArgument(format!(
+                "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+                ShardId(parts.shard_index),
+                ShardId(shard.index)
+            )));
+        }
+        if parts.creation_secs != shard.created_ms / 1000 {
+            return Err(StreamsError::InvalidArgument(format!(
+                "StartingSequenceNumber {text} used in {operation} on shard {} in stream {} under account {} is invalid because it did not come from this stream.",
+                ShardId(shard.index),
+                view.meta.name,
+                self.account()
+            )));
+        }
+        Ok(parts.counter)
+    }
+
+    pub(crate) fn seal_iterator(
+        &self,
+        view: &StreamView,
+        shard_index: u32,
+        position: u64,
+    ) -> String {
+        let iterator = IteratorPosition {
+            stream: view.meta.name.clone(),
+            incarnation: view.meta.incarnation,
+            shard_index,
+            position,
+            issued_ms: now_ms(),
+        };
+        self.inner.sealer.seal(KIND_ITERATOR, &iterator.encode())
+    }
+
+    /// # Errors
+    /// `InvalidArgument` for a malformed iterator, `ExpiredIterator` after 5 minutes,
+    /// `NotFound` when the stream or shard is gone.
+    pub async fn get_records(
+        &self,
+        iterator: &str,
+        limit: Option<usize>,
+        stream_arn: Option<&str>,
+    ) -> Result<GetRecordsOutcome> {
+        // The AWS CLI's `--query ShardIterator` output keeps JSON quotes; AWS accepts them.
+        let token = iterator.trim_matches('"');
+        let position = self
+            .inner
+            .sealer
+            .open(KIND_ITERATOR, token)
+            .and_then(|payload| IteratorPosition::decode(&payload))
+            .ok_or_else(|| StreamsError::InvalidArgument("Invalid ShardIterator.".to_string()))?;
+        let now = now_ms();
+        let ttl = ITERATOR_TTL.as_millis() as u64;
+        if now > position.issued_ms + ttl {
+            return Err(StreamsError::ExpiredIterator(format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
+                format_java_date(position.issued_ms),
+                format_java_date(now)
+            )));
+        }
+        let target = StreamRef {
+            name: Some(position.stream.clone()),
+            arn: stream_arn.map(str::to_string),
+        };
+        let view = self.data_view(&target)?;
+        if view.meta.incarnation != position.incarnation {
+            return Err(self.stream_not_found(&position.stream));
+        }
+        let shard_id = ShardId(position.shard_index);
+        let shard = view
+            .shard(shard_id)
+            .filter(|s| !view.is_expired(s, now))
+            .ok_or_else(|| self.shard_not_found(&shard_id.to_string(), &view.meta.name))?;
+        let limit = limit
+            .unwrap_or(GET_RECORDS_LIMIT_MAX)
+            .min(GET_RECORDS_LIMIT_MAX);
+        let stored = self
+            .inner
+            .store
+            .read(
+                shard.log_id,
+                position.position,
+                limit,
+                GET_RECORDS_BYTES_MAX,
+            )
+            .await?;
+        let cutoff = now.saturating_sub(view.retention_ms());
+        let next_position = stored
+            .last()
+            .map(|r| r.sequence + 1)
+            .unwrap_or(position.position);
+        let records: Vec<RecordOut> = stored
+            .into_iter()
+            .filter(|r| r.arrival_ms >= cutoff)
+            .map(|r| record_out(shard, r))
+            .collect();
+        let tail = self.inner.store.tail(shard.log_id)?;
+        if let Some(closed) = shard.closed
+            && next_position >= closed.end_position
+            && records.is_empty()
+        {
+            return Ok(GetRecordsOutcome {
+                records,
+                next_shard_iterator: None,
+                millis_behind_latest: 0,
+                child_shards: child_shards(&view, shard.index),
+            });
+        }
+        let millis_behind_latest = match records.last() {
+            Some(last) if next_position < tail.next_sequence => now.saturating_sub(last.arrival_ms),
+            _ => 0,
+        };
+        Ok(GetRecordsOutcome {
+            records,
+            next_shard_iterator: Some(self.seal_iterator(&view, shard.index, next_position)),
+            millis_behind_latest,
+            child_shards: Vec::new(),
+        })
+    }
+}
+
+fn record_out(shard: &ShardMeta, record: StoredRecord) -> RecordOut {
+    RecordOut {
+        sequence_number: sequence_number(shard, record.sequence, record.arrival_ms),
+        arrival_ms: record.arrival_ms,
+        partition_key: String::from_utf8_lossy(&record.key).into_owned(),
+        data: record.data,
+        encrypted: record.flags & FLAG_ENCRYPTED != 0,
+    }
+}
