@@ -64,3 +64,21 @@ pub(crate) fn tags(
 ) -> std::collections::BTreeMap<String, String> {
     map.unwrap_or_default()
 }
+
+pub(crate) fn record(r: millstream_streams::RecordOut) -> model::Record {
+    model::Record {
+        sequence_number: Some(r.sequence_number),
+        approximate_arrival_timestamp: timestamp(r.arrival_ms),
+        data: Some(millstream_aws_protocol::Blob(r.data)),
+        partition_key: Some(r.partition_key),
+        encryption_type: r.encrypted.then(|| "KMS".to_string()),
+    }
+}
+
+pub(crate) fn child_shard(c: millstream_streams::ChildShardOut) -> model::ChildShard {
+    model::ChildShard {
+        shard_id: Some(c.shard_id.to_string()),
+        parent_shards: Some(c.parent_shards.iter().map(|p| p.to_string()).collect()),
+        hash_key_range: Some(hash_range(c.start_hash, c.end_hash)),
+    }
+}

@@ -9,6 +9,8 @@ use millstream_types::limits::{
     DESCRIBE_STREAM_SHARDS_PAGE_MAX, LIST_STREAMS_PAGE_MAX, LIST_TAGS_PAGE_MAX,
 };
 
+use std::time::Instant;
+
 use crate::convert::{self, stream_ref, timestamp};
 use crate::model::*;
 use crate::{KinesisError, Outcome};
@@ -209,10 +211,15 @@ impl Handlers<'_> {
             explicit_hash_key: i.explicit_hash_key,
             data: i.data.map(|b| b.0).unwrap_or_default(),
         };
+        let started = Instant::now();
+        let data_bytes = entry.data.len() as u64;
         let (shard, sequence, encrypted) = self
             .streams
             .put_record(&target, entry, i.sequence_number_for_ordering.as_deref())
             .await?;
+        if let Ok(view) = self.streams.describe(&target) {
+            telemetry::put_record(&view, shard, data_bytes, started.elapsed());
+        }
         Ok(PutRecordOutput {
             shard_id: Some(shard.to_string()),
             sequence_number: Some(sequence),
@@ -245,7 +252,12 @@ impl Handlers<'_> {
                 ),
             ));
         }
+        let started = Instant::now();
+        let data_bytes: Vec<u64> = entries.iter().map(|e| e.data.len() as u64).collect();
         let outcome = self.streams.put_records(&target, entries).await?;
+        if let Ok(view) = self.streams.describe(&target) {
+            telemetry::put_records(&view, &outcome.results, &data_bytes, started.elapsed());
+        }
         let failed = outcome
             .results
             .iter()
@@ -307,14 +319,13 @@ impl Handlers<'_> {
     }
 
     pub async fn get_records(&self, i: GetRecordsInput) -> Result<GetRecordsOutput> {
+        let started = Instant::now();
+        let iterator = i.shard_iterator.as_deref().unwrap_or_default();
         let outcome = self
             .streams
-            .get_records(
-                i.shard_iterator.as_deref().unwrap_or_default(),
-                i.limit.map(to_usize),
-                i.stream_arn.as_deref(),
-            )
+            .get_records(iterator, i.limit.map(to_usize), i.stream_arn.as_deref())
             .await?;
+        telemetry::get_records(&outcome.view, outcome.shard_id, &outcome, started.elapsed());
         Ok(GetRecordsOutput {
             records: Some(
                 outcome
@@ -761,5 +772,175 @@ impl Handlers<'_> {
             consumers: Some(consumers.iter().map(Self::consumer_shape).collect()),
             next_token,
         })
+    }
+}
+
+/// Per-stream request metrics, named after the CloudWatch metrics of Kinesis Data Streams
+/// (`IncomingBytes` → `kinesis_incoming_bytes_total`; the full mapping is in
+/// `docs/metrics.md`). Every series carries a `stream` label; the `kinesis_shard_*` series
+/// add `shard` and exist only for the metrics enabled with EnableEnhancedMonitoring, as on
+/// AWS. Recorded only after the domain accepted the request, so a client cannot mint label
+/// values for streams that do not exist.
+mod telemetry {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use metrics::{counter, gauge, histogram};
+    use millstream_streams::{GetRecordsOutcome, PutResult, StreamView};
+    use millstream_types::ShardId;
+
+    const THROTTLED: &str = "ProvisionedThroughputExceededException";
+
+    fn shard_level(view: &StreamView, metric: &str) -> bool {
+        view.meta.shard_level_metrics.iter().any(|m| m == metric)
+    }
+
+    fn stream_counter(name: &'static str, view: &StreamView, value: u64) {
+        counter!(name, "stream" => view.meta.name.clone()).increment(value);
+    }
+
+    /// Shard-level traffic: IncomingBytes/IncomingRecords or OutgoingBytes/OutgoingRecords.
+    fn shard_traffic(
+        view: &StreamView,
+        direction: (&str, &str),
+        names: (&'static str, &'static str),
+        per_shard: &BTreeMap<ShardId, (u64, u64)>,
+    ) {
+        let (bytes_on, records_on) = (
+            shard_level(view, direction.0),
+            shard_level(view, direction.1),
+        );
+        if !bytes_on && !records_on {
+            return;
+        }
+        for (shard, (records, bytes)) in per_shard {
+            let labels = [
+                ("stream", view.meta.name.clone()),
+                ("shard", shard.to_string()),
+            ];
+            if bytes_on {
+                counter!(names.0, &labels).increment(*bytes);
+            }
+            if records_on {
+                counter!(names.1, &labels).increment(*records);
+            }
+        }
+    }
+
+    pub(super) fn put_record(view: &StreamView, shard: ShardId, bytes: u64, took: Duration) {
+        stream_counter("kinesis_incoming_bytes_total", view, bytes);
+        stream_counter("kinesis_incoming_records_total", view, 1);
+        stream_counter("kinesis_put_record_bytes_total", view, bytes);
+        stream_counter("kinesis_put_record_success_total", view, 1);
+        histogram!("kinesis_put_record_latency_seconds", "stream" => view.meta.name.clone())
+            .record(took.as_secs_f64());
+        let per_shard = BTreeMap::from([(shard, (1, bytes))]);
+        shard_traffic(
+            view,
+            ("IncomingBytes", "IncomingRecords"),
+            (
+                "kinesis_shard_incoming_bytes_total",
+                "kinesis_shard_incoming_records_total",
+            ),
+            &per_shard,
+        );
+    }
+
+    /// `data_bytes[i]` is the data size of entry `i`; `results` are in entry order.
+    pub(super) fn put_records(
+        view: &StreamView,
+        results: &[PutResult],
+        data_bytes: &[u64],
+        took: Duration,
+    ) {
+        let mut per_shard: BTreeMap<ShardId, (u64, u64)> = BTreeMap::new();
+        let (mut stored, mut stored_bytes, mut throttled, mut failed) = (0, 0, 0, 0);
+        for (result, bytes) in results.iter().zip(data_bytes) {
+            match result {
+                PutResult::Stored { shard_id, .. } => {
+                    stored += 1;
+                    stored_bytes += bytes;
+                    let entry = per_shard.entry(*shard_id).or_default();
+                    entry.0 += 1;
+                    entry.1 += bytes;
+                }
+                PutResult::Failed { error_code, .. } if *error_code == THROTTLED => throttled += 1,
+                PutResult::Failed { .. } => failed += 1,
+            }
+        }
+        stream_counter("kinesis_incoming_bytes_total", view, stored_bytes);
+        stream_counter("kinesis_incoming_records_total", view, stored);
+        stream_counter("kinesis_put_records_bytes_total", view, stored_bytes);
+        stream_counter(
+            "kinesis_put_records_total_records_total",
+            view,
+            results.len() as u64,
+        );
+        stream_counter("kinesis_put_records_successful_records_total", view, stored);
+        stream_counter(
+            "kinesis_put_records_throttled_records_total",
+            view,
+            throttled,
+        );
+        stream_counter("kinesis_put_records_failed_records_total", view, failed);
+        stream_counter(
+            "kinesis_write_provisioned_throughput_exceeded_total",
+            view,
+            throttled,
+        );
+        // PutRecords.Success counts calls in which at least one record was stored.
+        stream_counter(
+            "kinesis_put_records_success_total",
+            view,
+            u64::from(stored > 0),
+        );
+        histogram!("kinesis_put_records_latency_seconds", "stream" => view.meta.name.clone())
+            .record(took.as_secs_f64());
+        shard_traffic(
+            view,
+            ("IncomingBytes", "IncomingRecords"),
+            (
+                "kinesis_shard_incoming_bytes_total",
+                "kinesis_shard_incoming_records_total",
+            ),
+            &per_shard,
+        );
+    }
+
+    pub(super) fn get_records(
+        view: &StreamView,
+        shard: ShardId,
+        outcome: &GetRecordsOutcome,
+        took: Duration,
+    ) {
+        let records = outcome.records.len() as u64;
+        let bytes: u64 = outcome.records.iter().map(|r| r.data.len() as u64).sum();
+        stream_counter("kinesis_outgoing_bytes_total", view, bytes);
+        stream_counter("kinesis_outgoing_records_total", view, records);
+        stream_counter("kinesis_get_records_bytes_total", view, bytes);
+        stream_counter("kinesis_get_records_records_total", view, records);
+        stream_counter("kinesis_get_records_success_total", view, 1);
+        histogram!("kinesis_get_records_latency_seconds", "stream" => view.meta.name.clone())
+            .record(took.as_secs_f64());
+        let age = outcome.millis_behind_latest as f64;
+        gauge!("kinesis_get_records_iterator_age_milliseconds", "stream" => view.meta.name.clone())
+            .set(age);
+        shard_traffic(
+            view,
+            ("OutgoingBytes", "OutgoingRecords"),
+            (
+                "kinesis_shard_outgoing_bytes_total",
+                "kinesis_shard_outgoing_records_total",
+            ),
+            &BTreeMap::from([(shard, (records, bytes))]),
+        );
+        if shard_level(view, "IteratorAgeMilliseconds") {
+            gauge!(
+                "kinesis_shard_iterator_age_milliseconds",
+                "stream" => view.meta.name.clone(),
+                "shard" => shard.to_string()
+            )
+            .set(age);
+        }
     }
 }

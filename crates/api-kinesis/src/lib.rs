@@ -11,6 +11,7 @@ mod convert;
 mod error;
 mod handlers;
 pub mod model;
+mod subscribe;
 
 use bytes::Bytes;
 use millstream_aws_protocol::{Protocol, Validate, decode, encode};
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 pub use error::KinesisError;
 pub use model::{Operation, TARGET_PREFIX};
+pub use subscribe::EventFrames;
 
 /// The Kinesis API bound to a Data Streams service.
 #[derive(Clone)]
@@ -65,7 +67,19 @@ impl KinesisApi {
         &self.streams
     }
 
-    /// Runs one operation on a request body.
+    /// Starts a SubscribeToShard stream.
+    ///
+    /// # Errors
+    /// The AWS error to send back instead of a stream.
+    pub async fn subscribe_to_shard(
+        &self,
+        protocol: Protocol,
+        body: &[u8],
+    ) -> Result<EventFrames, KinesisError> {
+        subscribe::subscribe_to_shard(&self.streams, protocol, body).await
+    }
+
+    /// Runs one operation on a request body (SubscribeToShard has `subscribe_to_shard`).
     ///
     /// # Errors
     /// The AWS error to send back.

@@ -10,6 +10,7 @@
 pub mod blob;
 pub mod codec;
 pub mod error;
+pub mod event_stream;
 pub mod literals;
 pub mod sigv4;
 pub mod timestamp;

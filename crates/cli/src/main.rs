@@ -1,9 +1,12 @@
-//! `millstream`: the server (`millstream serve`) and, later, client commands for people.
+//! `millstream`: the server (`millstream serve`) and client commands for people
+//! (`millstream stream|put|tail|get`, in `client/`), plus shell completions.
+
+mod client;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use millstream_server::{Server, ServerConfig, Settings};
 
 #[derive(Parser)]
@@ -21,6 +24,13 @@ struct Cli {
 enum Command {
     /// Run the server (Kinesis Data Streams API on one port, data in a local directory).
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
+    /// Print a shell completion script, e.g. `millstream completions bash > /etc/bash_completion.d/millstream`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Flags override environment variables, which override the configuration file.
@@ -59,6 +69,19 @@ struct ServeArgs {
     /// Account-wide shard quota [default: 20000].
     #[arg(long, env = "MILLSTREAM_SHARD_LIMIT")]
     shard_limit: Option<u32>,
+    /// Also accept TLS (ALPN h2 and http/1.1) on the same port; without --tls-cert/--tls-key
+    /// a self-signed certificate for localhost is generated under <data-dir>/tls/.
+    #[arg(long, env = "MILLSTREAM_TLS")]
+    tls: bool,
+    /// PEM certificate chain for TLS (implies --tls).
+    #[arg(long, env = "MILLSTREAM_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, env = "MILLSTREAM_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Milliseconds one SubscribeToShard stream lasts [default: 300000].
+    #[arg(long, env = "MILLSTREAM_SUBSCRIPTION_LIFETIME_MS")]
+    subscription_lifetime_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -74,6 +97,10 @@ impl ServeArgs {
             update_stream_ms: self.update_stream_ms,
             sync: self.sync.clone(),
             shard_limit: self.shard_limit,
+            tls: self.tls.then_some(true),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            subscription_lifetime_ms: self.subscription_lifetime_ms,
             ..Settings::default()
         };
         let file = match &self.config {
@@ -108,6 +135,17 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// The `log` key of the configuration file, read ahead of the rest because logging starts
+/// before the server's configuration is resolved.
+fn configured_log_filter(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = &args.config else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Settings::from_toml(&text)?.log)
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig::resolve(args.settings()?)?;
     let data_dir = config.data_dir.clone();
@@ -116,22 +154,58 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when started with --port 0.
     println!("millstream listening on http://{address}");
     println!("millstream data in {}", data_dir.display());
+    if let Some(certificate) = &server.tls_certificate {
+        println!(
+            "millstream TLS on the same port (https://{address}), certificate {}",
+            certificate.display()
+        );
+    }
     server.run(shutdown_signal()).await
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // MILLSTREAM_LOG, else the configuration file's `log`, else `info` for the server;
+    // client commands print results, not logs, so they default to warnings only.
+    let filter = match std::env::var("MILLSTREAM_LOG") {
+        Ok(filter) => Some(("MILLSTREAM_LOG", filter)),
+        Err(_) => match &cli.command {
+            Command::Serve(args) => configured_log_filter(args)?.map(|f| ("log", f)),
+            _ => None,
+        },
+    };
+    let filter = match filter {
+        Some((key, filter)) => tracing_subscriber::EnvFilter::try_new(&filter)
+            .with_context(|| format!("{key}: `{filter}` is not a valid log filter"))?,
+        None => tracing_subscriber::EnvFilter::new(match cli.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MILLSTREAM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Client(command) => {
+            if let Err(err) = runtime.block_on(client::run(command)) {
+                eprintln!("{}", client::render_error(&err));
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "millstream",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     }
 }

@@ -25,6 +25,18 @@ pub struct Settings {
     pub max_body_bytes: Option<usize>,
     pub shard_limit: Option<u32>,
     pub expose_stream_id: Option<bool>,
+    /// Log filter in `tracing` syntax (`info`, `millstream_server=debug,warn`); the
+    /// `MILLSTREAM_LOG` environment variable overrides it. Read by the binary before the
+    /// rest of the configuration, because logging starts first.
+    pub log: Option<String>,
+    /// Serve TLS (ALPN h2 and http/1.1) on the same port as plaintext.
+    pub tls: Option<bool>,
+    /// PEM certificate chain and private key; without them a self-signed certificate for
+    /// localhost is generated on first start under `<data_dir>/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long one SubscribeToShard stream lasts (ms) before the client must resubscribe.
+    pub subscription_lifetime_ms: Option<u64>,
     /// When non-empty, SigV4 signatures are verified against these credentials.
     #[serde(default)]
     pub credentials: Vec<Credential>,
@@ -53,6 +65,13 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.or(fallback.max_body_bytes),
             shard_limit: self.shard_limit.or(fallback.shard_limit),
             expose_stream_id: self.expose_stream_id.or(fallback.expose_stream_id),
+            tls: self.tls.or(fallback.tls),
+            tls_cert: self.tls_cert.or(fallback.tls_cert),
+            tls_key: self.tls_key.or(fallback.tls_key),
+            subscription_lifetime_ms: self
+                .subscription_lifetime_ms
+                .or(fallback.subscription_lifetime_ms),
+            log: self.log.or(fallback.log),
             credentials: if self.credentials.is_empty() {
                 fallback.credentials
             } else {
@@ -83,6 +102,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub shard_limit: u32,
     pub expose_stream_id: bool,
+    pub tls: Option<crate::listener::TlsSource>,
+    pub subscription_lifetime: Duration,
     pub credentials: Vec<Credential>,
 }
 
@@ -165,12 +186,37 @@ impl ServerConfig {
         if shard_limit == 0 {
             return Err(ConfigError("shard_limit: must be at least 1".to_string()));
         }
+        let data_dir = settings
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let tls = match (
+            settings.tls.unwrap_or(false) || settings.tls_cert.is_some(),
+            settings.tls_cert,
+            settings.tls_key,
+        ) {
+            (false, _, _) => None,
+            (true, Some(cert), Some(key)) => Some(crate::listener::TlsSource::Files { cert, key }),
+            (true, None, None) => Some(crate::listener::TlsSource::SelfSigned {
+                dir: data_dir.join("tls"),
+            }),
+            (true, _, _) => {
+                return Err(ConfigError(
+                    "tls_cert and tls_key: give both or neither".to_string(),
+                ));
+            }
+        };
+        let lifetime_ms = settings.subscription_lifetime_ms.unwrap_or(300_000);
+        if !(1_000..=300_000).contains(&lifetime_ms) {
+            return Err(ConfigError(format!(
+                "subscription_lifetime_ms: must be between 1000 and 300000, got {lifetime_ms}"
+            )));
+        }
         Ok(ServerConfig {
+            tls,
+            subscription_lifetime: Duration::from_millis(lifetime_ms),
             host: settings.host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
             port: settings.port.unwrap_or(DEFAULT_PORT),
-            data_dir: settings
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir,
             region,
             account_id,
             create_delay: delay("create_stream_ms", settings.create_stream_ms)?,

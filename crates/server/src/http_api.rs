@@ -15,18 +15,21 @@ use millstream_api_kinesis::{KinesisApi, KinesisError, Operation, TARGET_PREFIX}
 use millstream_aws_protocol::literals::{HEADER_AMZ_TARGET, HEADER_REQUEST_ID};
 use millstream_aws_protocol::sigv4::{self, Mode};
 use millstream_aws_protocol::{EncodedError, Protocol};
+use tracing::Instrument;
 
 pub(crate) struct AppState {
     pub kinesis: KinesisApi,
     pub credentials: HashMap<String, String>,
     pub max_body_bytes: usize,
     pub data_dir: std::path::PathBuf,
+    pub telemetry: crate::metrics::Telemetry,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(dispatch)
         .with_state(state)
 }
@@ -46,6 +49,22 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
             "data directory is not writable",
         )
             .into_response(),
+    }
+}
+
+/// Prometheus text exposition (version 0.0.4), sampled on a blocking thread because the
+/// storage and process gauges read the file system.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match tokio::task::spawn_blocking(move || state.telemetry.render()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -69,10 +88,19 @@ fn success(protocol: Protocol, body: Bytes) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(protocol.content_type()),
     );
-    let request_id = uuid::Uuid::new_v4().to_string();
+    response
+}
+
+/// A 200 whose body is event-stream frames, each flushed as it is produced (chunked on
+/// HTTP/1.1, DATA frames on HTTP/2).
+fn event_stream_response(frames: millstream_api_kinesis::EventFrames) -> Response {
+    use futures::StreamExt;
+    let body = Body::from_stream(frames.map(Ok::<Bytes, std::convert::Infallible>));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
     headers.insert(
-        HEADER_REQUEST_ID,
-        HeaderValue::from_str(&request_id).expect("a UUID is ASCII"),
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(millstream_aws_protocol::literals::CONTENT_TYPE_EVENT_STREAM),
     );
     response
 }
@@ -116,7 +144,16 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     if request.method() == Method::OPTIONS {
         return preflight(&headers);
     }
-    let mut response = handle(&state, request).await;
+    // One id per request, generated here only: the `x-amzn-RequestId` header of whatever
+    // response comes back (success, AWS error, event stream) and every log line of the
+    // request carry the same id, so a client's report can be matched to the server's logs.
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = handle(&state, request).instrument(span).await;
+    response.headers_mut().insert(
+        HEADER_REQUEST_ID,
+        HeaderValue::from_str(&request_id).expect("a UUID is ASCII"),
+    );
     add_cors(&headers, &mut response);
     response
 }
@@ -166,6 +203,12 @@ async fn handle(state: &AppState, request: Request) -> Response {
     let Some(operation) = operation else {
         return encoded_response(KinesisError::unknown_operation().encode(protocol));
     };
+    if operation == Operation::SubscribeToShard {
+        return match state.kinesis.subscribe_to_shard(protocol, &body).await {
+            Ok(frames) => event_stream_response(frames),
+            Err(err) => encoded_response(err.encode(protocol)),
+        };
+    }
     match state.kinesis.handle(operation, protocol, &body).await {
         Ok(body) => success(protocol, body),
         Err(err) => {

@@ -4,11 +4,14 @@
 //! TCP ──► hyper (HTTP/1.1 and h2c, detected per connection) ──► axum router
 //!            POST /*  with X-Amz-Target: Kinesis_20131202.*  ──► api-kinesis
 //!            GET  /health, /ready                             ──► liveness / readiness
+//!            GET  /metrics                                    ──► Prometheus text (metrics.rs)
 //!            OPTIONS                                          ──► CORS preflight
 //! ```
 
 pub mod config;
 mod http_api;
+pub mod listener;
+mod metrics;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +28,9 @@ pub use config::{ServerConfig, Settings};
 /// A bound, ready-to-run server.
 pub struct Server {
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The certificate clients should trust, when TLS is on.
+    pub tls_certificate: Option<std::path::PathBuf>,
     state: Arc<http_api::AppState>,
     store: Store,
 }
@@ -49,6 +55,7 @@ impl Server {
         streams_config.update_delay = config.update_delay;
         streams_config.shard_limit = config.shard_limit;
         streams_config.expose_stream_id = config.expose_stream_id;
+        streams_config.subscription_lifetime = config.subscription_lifetime;
         let streams = Streams::open(
             streams_config,
             store.clone(),
@@ -66,13 +73,23 @@ impl Server {
             credentials,
             max_body_bytes: config.max_body_bytes,
             data_dir: config.data_dir.clone(),
+            telemetry: metrics::Telemetry::new(store.clone(), config.data_dir.clone()),
         });
         let address = format!("{}:{}", config.host, config.port);
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .with_context(|| format!("binding {address}"))?;
+        let (tls, tls_certificate) = match &config.tls {
+            Some(source) => {
+                let (acceptor, certificate) = listener::tls_acceptor(source)?;
+                (Some(acceptor), Some(certificate))
+            }
+            None => (None, None),
+        };
         Ok(Server {
             listener,
+            tls,
+            tls_certificate,
             state,
             store,
         })
@@ -90,11 +107,24 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let streams = self.state.kinesis.streams().clone();
+        let prometheus = self.state.telemetry.handle().clone();
+        let upkeep = tokio::spawn(async move {
+            let mut timer = tokio::time::interval(metrics::UPKEEP_INTERVAL);
+            loop {
+                timer.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
         let router = http_api::router(self.state);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        // Subscriptions would hold their connections open for minutes: end them first so
+        // the graceful drain finishes promptly.
+        let shutdown = async move {
+            shutdown.await;
+            streams.begin_shutdown();
+        };
+        listener::serve(self.listener, router, self.tls, shutdown).await;
+        upkeep.abort();
         self.store
             .shutdown()
             .await

@@ -117,13 +117,16 @@ pub(crate) struct Metrics {
 /// The journal thread's view of one log: its active segment, open for writing.
 pub(crate) struct LogFiles {
     pub shared: Arc<LogShared>,
-    pub active: File,
+    /// Shared with the background flusher.
+    pub active: Arc<File>,
     /// Next sequence the journal accepts for this log (== active segment end between
     /// group commits).
     pub next_sequence: u64,
     pub last_arrival_ms: u64,
     /// Written since the last checkpoint: must be synced before the journal is dropped.
     pub dirty: bool,
+    /// Written since the last early-flush round (see `Flusher`).
+    pub unflushed: bool,
 }
 
 impl LogFiles {
@@ -156,6 +159,7 @@ impl LogFiles {
             return Err(e);
         }
         self.dirty = true;
+        self.unflushed = true;
         self.last_arrival_ms = self.last_arrival_ms.max(header.arrival_ms);
         let mut segments = self.shared.segments.lock();
         let active = segments
@@ -195,7 +199,7 @@ impl LogFiles {
             },
         )?;
         sync_dir(&self.shared.dir)?;
-        self.active = file;
+        self.active = Arc::new(file);
         self.dirty = false;
         self.shared
             .segments
@@ -207,35 +211,73 @@ impl LogFiles {
     }
 }
 
-/// Threads that fdatasync segments at a checkpoint. Sequential syncs of 1,024 dirty
-/// segments at ~1-4 ms each would stall every append for seconds; concurrent ones are
-/// merged by the file system's journal into few device flushes.
-const CHECKPOINT_SYNC_THREADS: usize = 16;
+/// Early write-back of segment data, off the journal thread.
+///
+/// A checkpoint must fdatasync every segment written since the previous one; left to the
+/// checkpoint, that is a whole journal's worth of dirty pages (256 MiB by default) written
+/// while every append waits. So every `journal_bytes_max / 8` of journal, the journal
+/// thread hands the segments written since the last round to this thread, which syncs
+/// them concurrently with appends; the checkpoint then finds little left to write.
+/// Durability does not depend on it: the checkpoint still syncs every dirty segment. A
+/// failed early sync is remembered and fences the store at the next checkpoint, because
+/// after a failed fsync a later one can succeed although pages were lost.
+pub(crate) struct Flusher {
+    queue: std::sync::mpsc::SyncSender<Vec<Arc<File>>>,
+    pub failed: Arc<std::sync::Mutex<Option<std::io::Error>>>,
+}
 
-/// Step 1 of a checkpoint: fdatasync every dirty segment, then persist its index (so
-/// recovery scans only what comes after). Returns the first failure.
-fn sync_segments(
-    layer: &dyn WriteLayer,
-    dirty: &[&LogFiles],
-) -> Result<(), (PathBuf, std::io::Error)> {
+impl Flusher {
+    pub fn start(layer: Arc<dyn WriteLayer>) -> std::io::Result<Self> {
+        // Two rounds queued at most: if the disk cannot keep up, rounds are skipped and
+        // the checkpoint does the work.
+        let (queue, rounds) = std::sync::mpsc::sync_channel::<Vec<Arc<File>>>(2);
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let failed_by_thread = failed.clone();
+        std::thread::Builder::new()
+            .name("millstream-flush".into())
+            .spawn(move || {
+                // Ends when the journal (the sender) is dropped.
+                for files in rounds {
+                    let refs: Vec<&File> = files.iter().map(|f| &**f).collect();
+                    if let Err(e) = sync_files(&*layer, &refs) {
+                        tracing::error!(error = %e, "early segment sync failed");
+                        if let Ok(mut failed) = failed_by_thread.lock() {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+            })?;
+        Ok(Self { queue, failed })
+    }
+
+    pub fn submit(&self, files: Vec<Arc<File>>) {
+        if !files.is_empty() {
+            let _ = self.queue.try_send(files);
+        }
+    }
+
+    pub fn take_failure(&self) -> Option<std::io::Error> {
+        self.failed.lock().ok().and_then(|mut f| f.take())
+    }
+}
+
+/// Runs `job` over `items` on up to `CHECKPOINT_SYNC_THREADS` threads; stops at and
+/// returns the first error.
+fn parallel<T: Sync, E: Send>(
+    items: &[T],
+    job: impl Fn(&T) -> Result<(), E> + Sync,
+) -> Result<(), E> {
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let failure: parking_lot::Mutex<Option<(PathBuf, std::io::Error)>> =
-        parking_lot::Mutex::new(None);
+    let failure: parking_lot::Mutex<Option<E>> = parking_lot::Mutex::new(None);
     let work = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(files) = dirty.get(i) else { break };
-            if let Err(e) = layer.sync_data(&files.active) {
-                failure.lock().get_or_insert((files.shared.dir.clone(), e));
+        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Err(e) = job(item) {
+                failure.lock().get_or_insert(e);
                 break;
-            }
-            let active = files.shared.segments.lock().segments.last().cloned();
-            if let Some(active) = active.filter(|a| a.end > a.base) {
-                segment::write_index(&active, files.shared.id);
             }
         }
     };
-    let threads = dirty.len().min(CHECKPOINT_SYNC_THREADS);
+    let threads = items.len().min(CHECKPOINT_SYNC_THREADS);
     if threads <= 1 {
         work();
     } else {
@@ -245,10 +287,34 @@ fn sync_segments(
             }
         });
     }
-    match failure.into_inner() {
-        Some(failure) => Err(failure),
-        None => Ok(()),
-    }
+    failure.into_inner().map_or(Ok(()), Err)
+}
+
+fn sync_files(layer: &dyn WriteLayer, files: &[&File]) -> std::io::Result<()> {
+    parallel(files, |file| layer.sync_data(file))
+}
+
+/// Threads that fdatasync segments at a checkpoint. Sequential syncs of 1,024 dirty
+/// segments at ~1-4 ms each would stall every append for seconds; concurrent ones are
+/// merged by the file system's journal into few device flushes.
+const CHECKPOINT_SYNC_THREADS: usize = 16;
+
+/// Step 1 of a checkpoint: fdatasync every dirty segment, then persist its index (so
+/// recovery scans only what comes after).
+fn sync_segments(
+    layer: &dyn WriteLayer,
+    dirty: &[&LogFiles],
+) -> Result<(), (PathBuf, std::io::Error)> {
+    parallel(dirty, |files| {
+        layer
+            .sync_data(&files.active)
+            .map_err(|e| (files.shared.dir.clone(), e))?;
+        let active = files.shared.segments.lock().segments.last().cloned();
+        if let Some(active) = active.filter(|a| a.end > a.base) {
+            segment::write_index(&active, files.shared.id);
+        }
+        Ok(())
+    })
 }
 
 /// Creates (or replaces) a file holding just `header`, durably.
@@ -288,6 +354,9 @@ pub(crate) struct Journal {
     pub last_sync: Instant,
     /// Do not retry a failed checkpoint before the journal reaches this length.
     pub checkpoint_retry_at: u64,
+    flusher: Flusher,
+    /// Journal bytes since the last early-flush round.
+    bytes_since_flush: u64,
     /// Held for the life of the thread: one store per directory.
     pub _lock: File,
     buffer: Vec<u8>,
@@ -308,8 +377,9 @@ impl Journal {
         len: u64,
         next_commit: u64,
         lock: File,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        let flusher = Flusher::start(layer.clone())?;
+        Ok(Self {
             config,
             layer,
             metrics,
@@ -329,7 +399,9 @@ impl Journal {
             checkpoint_retry_at: 0,
             _lock: lock,
             buffer: Vec::new(),
-        }
+            flusher,
+            bytes_since_flush: 0,
+        })
     }
 
     pub fn run(mut self, mut rx: mpsc::Receiver<JournalCommand>) {
@@ -503,6 +575,20 @@ impl Journal {
                 }
             }
         }
+        self.bytes_since_flush += unit_len;
+        if self.bytes_since_flush >= (self.config.journal_bytes_max / 8).max(1 << 20) {
+            self.bytes_since_flush = 0;
+            let files = self
+                .logs
+                .values_mut()
+                .filter(|f| f.unflushed)
+                .map(|f| {
+                    f.unflushed = false;
+                    f.active.clone()
+                })
+                .collect();
+            self.flusher.submit(files);
+        }
         if self.len > self.config.journal_bytes_max
             && self.len >= self.checkpoint_retry_at
             && self.fenced.is_none()
@@ -563,6 +649,10 @@ impl Journal {
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
         if let Some(error) = self.fence_error() {
             return Err(error);
+        }
+        if let Some(e) = self.flusher.take_failure() {
+            self.fence(format!("an early segment fdatasync failed: {e}"));
+            return Err(StorageError::io(&self.logs_dir, e));
         }
         let started = Instant::now();
         let dirty: Vec<&LogFiles> = self.logs.values().filter(|f| f.dirty).collect();
@@ -684,7 +774,8 @@ impl Journal {
             shared.id,
             LogFiles {
                 shared,
-                active: file,
+                active: Arc::new(file),
+                unflushed: false,
                 next_sequence: 0,
                 last_arrival_ms: 0,
                 dirty: false,

@@ -31,7 +31,18 @@
 //!   (`APPEND_BYTES_MAX`).
 //! - Failures and fencing: see `journal.rs`. An `Io` error from `append` means the append
 //!   may or may not be durable (like a timeout); it is never *partly* applied, and
-//!   sequences never get a gap.
+//!   sequences never get a gap. Disk full on the journal: the torn unit is truncated away
+//!   and the store continues. Failed fsync or segment write: the store is fenced (every
+//!   mutation fails with `Io`) until it is reopened, which recovers from the journal.
+//! - Journal checkpoint (every `journal_bytes_max`): fdatasync the dirty segments (on up
+//!   to 16 threads; a background flusher has already synced most of them), start a new
+//!   journal whose first unit lists every log's segment end, delete the old journal. The
+//!   journal thread is busy meanwhile, so appends wait: measured 0.2-1.5 s with 1,024 logs
+//!   on this 2-core VM's disk, depending on how much the flusher got ahead.
+//! - Threads: the journal thread, the flusher thread (plus up to 16 short-lived threads
+//!   during a checkpoint), disk reads on tokio's blocking pool. File handles: one write
+//!   handle per log (its active segment) held by the journal thread, the journal, and at
+//!   most `READ_HANDLES_MAX` read handles.
 //!
 //! # Directory layout
 //!
@@ -80,8 +91,9 @@
 //!                     segments hold every record below next_sequence, fsynced
 //! ```
 //!
-//! An **index** file (`.idx`, written when a segment is sealed, not fsynced, validated
-//! against the segment and rebuilt by scanning when missing or stale):
+//! An **index** file (`.idx`, written when a segment is sealed and, for the active
+//! segment, at each checkpoint; not fsynced; validated and rebuilt by scanning when
+//! missing or stale):
 //!
 //! ```text
 //!  header | entry_count u64 | segment_len u64 | end_sequence u64 | max_arrival_ms u64 |
@@ -90,7 +102,11 @@
 //!
 //! The in-memory sparse index has one entry per 4 KiB of segment
 //! (`INDEX_INTERVAL_BYTES`), serving both sequence and arrival-time lookups (arrivals never
-//! decrease within a log). The active segment's index is rebuilt by scanning on open.
+//! decrease within a log). On open, sealed segments load their `.idx` (no scan); the
+//! active segment loads the `.idx` of the last checkpoint if it ends exactly at the
+//! checkpointed sequence, and only the bytes written since are scanned and
+//! checksum-verified. Bytes covered by an `.idx` are verified when read: damage there
+//! surfaces as `Corrupt` from `read`, not from `open`.
 //!
 //! # Invariants
 //!
@@ -102,6 +118,14 @@
 //! - Non-last segments are complete and fsynced; only the journal thread writes files.
 //! - Recovery never skips bad bytes that are followed by good data: that is
 //!   `StorageError::Corrupt` with the file and offset (see `recovery.rs`).
+//!
+//! # Tests
+//!
+//! Codec round trips and never-panic decoders (proptest, `format.rs`); a model-based
+//! proptest of every operation with crashes, torn tails and lost unsynced segment bytes
+//! (`tests/model.rs`); a real SIGKILL test re-executing the test binary as a writer
+//! (`tests/crash.rs`); disk-full and EIO injection behind `io::WriteLayer`
+//! (`fault_tests.rs`); corruption detection and API behaviour (`tests/store.rs`).
 //!
 //! Log ids are never reused: journal frames of a deleted log are skipped on replay
 //! because its directory is gone, which would be wrong for a re-created id.
@@ -254,6 +278,18 @@ pub struct StoreMetrics {
     pub cache_bytes: u64,
     /// Read handles open now.
     pub open_read_handles: u64,
+}
+
+/// What the store occupies on disk now, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskUsage {
+    /// Segment files over all logs.
+    pub segments: u64,
+    /// Bytes of valid data in those segments, headers included.
+    pub segment_bytes: u64,
+    /// Journal files (normally one).
+    pub journal_files: u64,
+    pub journal_bytes: u64,
 }
 
 impl StorageError {
@@ -749,6 +785,31 @@ impl Store {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
         result
+    }
+
+    /// Segment counts and sizes from the in-memory bookkeeping (each log's segment lock is
+    /// taken briefly, one at a time), plus the journal directory's file sizes (a directory
+    /// listing: call it off the async runtime's worker threads when that matters).
+    pub fn disk_usage(&self) -> DiskUsage {
+        let mut usage = DiskUsage::default();
+        let logs: Vec<Arc<LogHandle>> = self.inner.logs.read().values().cloned().collect();
+        for log in logs {
+            let segments = log.shared.segments.lock();
+            usage.segments += segments.segments.len() as u64;
+            usage.segment_bytes += segments.segments.iter().map(|s| s.len).sum::<u64>();
+        }
+        let journal_dir = self.inner.config.data_dir.join("journal");
+        if let Ok(entries) = std::fs::read_dir(&journal_dir) {
+            for entry in entries.flatten() {
+                if let Ok(meta) = entry.metadata()
+                    && meta.is_file()
+                {
+                    usage.journal_files += 1;
+                    usage.journal_bytes += meta.len();
+                }
+            }
+        }
+        usage
     }
 
     /// Counters since open.

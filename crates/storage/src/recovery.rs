@@ -75,7 +75,8 @@ pub(crate) fn recover(
         found.units_start,
         found.next_commit,
         lock,
-    );
+    )
+    .map_err(|e| StorageError::io(&root, e))?;
 
     for entry in std::fs::read_dir(&logs_dir).map_err(|e| StorageError::io(&logs_dir, e))? {
         let entry = entry.map_err(|e| StorageError::io(&logs_dir, e))?;
@@ -457,7 +458,8 @@ fn recover_log(
     let shared = Arc::new(LogShared::new(id, dir.to_path_buf(), set, tail));
     let files = LogFiles {
         shared,
-        active: active.expect("the last segment was opened"),
+        active: Arc::new(active.expect("the last segment was opened")),
+        unflushed: false,
         next_sequence,
         last_arrival_ms: arrival_floor,
         // Replayed or truncated data may be unsynced; syncing at the next checkpoint is

@@ -92,6 +92,9 @@ pub struct ChildShardOut {
 
 #[derive(Debug, Clone)]
 pub struct GetRecordsOutcome {
+    /// The stream snapshot the read used (for metrics and shard-level settings).
+    pub view: std::sync::Arc<StreamView>,
+    pub shard_id: ShardId,
     pub records: Vec<RecordOut>,
     pub next_shard_iterator: Option<String>,
     pub millis_behind_latest: u64,
@@ -346,6 +349,30 @@ impl Streams {
             .and_then(|id| view.shard(id))
             .filter(|s| !view.is_expired(s, now_ms()))
             .ok_or_else(|| self.shard_not_found(shard_text, &name))?;
+        let position = self
+            .start_position(
+                &view,
+                shard,
+                kind,
+                starting_sequence,
+                timestamp_ms,
+                "GetShardIterator",
+            )
+            .await?;
+        Ok(self.seal_iterator(&view, shard.index, position))
+    }
+
+    /// The storage position an iterator (or a subscription) of `kind` starts at, with AWS's
+    /// errors for parameters that do not fit the type.
+    pub(crate) async fn start_position(
+        &self,
+        view: &StreamView,
+        shard: &ShardMeta,
+        kind: IteratorType,
+        starting_sequence: Option<&str>,
+        timestamp_ms: Option<i64>,
+        operation: &str,
+    ) -> Result<u64> {
         let needs_sequence = matches!(
             kind,
             IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber
@@ -371,7 +398,7 @@ impl Streams {
             .map(|c| c.end_position)
             .unwrap_or(tail.next_sequence);
         let position = match kind {
-            IteratorType::TrimHorizon => self.trim_horizon(&view, shard).await?,
+            IteratorType::TrimHorizon => self.trim_horizon(view, shard).await?,
             IteratorType::Latest => end,
             IteratorType::AtTimestamp => {
                 let Some(timestamp) = timestamp_ms else {
@@ -390,11 +417,11 @@ impl Streams {
                     .store
                     .sequence_at_time(shard.log_id, timestamp.max(0) as u64)
                     .await?;
-                at.max(self.trim_horizon(&view, shard).await?)
+                at.max(self.trim_horizon(view, shard).await?)
             }
             IteratorType::AtSequenceNumber | IteratorType::AfterSequenceNumber => {
                 let text = starting_sequence.expect("checked above");
-                let counter = self.decode_for_shard(text, &view, shard, "GetShardIterator")?;
+                let counter = self.decode_for_shard(text, view, shard, operation)?;
                 let after = kind == IteratorType::AfterSequenceNumber;
                 let position = match (counter, after) {
                     (COUNTER_MAX, _) => end,
@@ -404,10 +431,10 @@ impl Streams {
                 };
                 position
                     .min(end)
-                    .max(self.trim_horizon(&view, shard).await?.min(end))
+                    .max(self.trim_horizon(view, shard).await?.min(end))
             }
         };
-        Ok(self.seal_iterator(&view, shard.index, position))
+        Ok(position)
     }
 
     /// The counter in a sequence number given for `shard`, with AWS's errors for numbers that
@@ -530,6 +557,8 @@ impl Streams {
             && records.is_empty()
         {
             return Ok(GetRecordsOutcome {
+                shard_id,
+                view: view.clone(),
                 records,
                 next_shard_iterator: None,
                 millis_behind_latest: 0,
@@ -541,6 +570,8 @@ impl Streams {
             _ => 0,
         };
         Ok(GetRecordsOutcome {
+            shard_id,
+            view: view.clone(),
             records,
             next_shard_iterator: Some(self.seal_iterator(&view, shard.index, next_position)),
             millis_behind_latest,
@@ -549,7 +580,7 @@ impl Streams {
     }
 }
 
-fn record_out(shard: &ShardMeta, record: StoredRecord) -> RecordOut {
+pub(crate) fn record_out(shard: &ShardMeta, record: StoredRecord) -> RecordOut {
     RecordOut {
         sequence_number: sequence_number(shard, record.sequence, record.arrival_ms),
         arrival_ms: record.arrival_ms,

@@ -25,6 +25,7 @@ mod error;
 mod lifecycle;
 mod meta;
 mod reshard;
+mod subscription;
 mod time;
 mod token;
 
@@ -45,6 +46,7 @@ pub use error::{Result, StreamsError};
 pub use lifecycle::{CreateStream, StreamStatus, StreamSummary};
 pub use meta::{AccountSettings, ConsumerMeta, ShardClosed, ShardMeta, StreamMeta, StreamMode};
 pub use reshard::{ListShardsRequest, ShardFilter, ShardPage};
+pub use subscription::{PushedEvent, StartingPosition, Subscription, SubscriptionItem};
 pub use time::{format_java_date, now_ms};
 
 use crate::meta::Catalog;
@@ -67,6 +69,10 @@ pub struct StreamsConfig {
     /// send any request carrying a well-formed StreamId to AWS itself, ignoring an endpoint
     /// override.
     pub expose_stream_id: bool,
+    /// How long one SubscribeToShard stream lasts before the client must resubscribe.
+    pub subscription_lifetime: Duration,
+    /// How often an idle subscription sends an empty event.
+    pub subscription_heartbeat: Duration,
 }
 
 impl StreamsConfig {
@@ -79,6 +85,8 @@ impl StreamsConfig {
             update_delay: Duration::ZERO,
             shard_limit: millstream_types::limits::SHARD_LIMIT_DEFAULT,
             expose_stream_id: false,
+            subscription_lifetime: Duration::from_secs(300),
+            subscription_heartbeat: Duration::from_secs(3),
         }
     }
 
@@ -184,6 +192,8 @@ pub(crate) struct StreamEntry {
     /// Serialises control-plane changes of this stream (held across storage and redb calls,
     /// hence an async mutex); the data path never touches it.
     control: tokio::sync::Mutex<()>,
+    /// Bumped on every published change, so subscriptions learn of a reshard at once.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl StreamEntry {
@@ -191,6 +201,7 @@ impl StreamEntry {
         Arc::new(Self {
             view: RwLock::new(Arc::new(StreamView::new(meta))),
             control: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::channel(0).0,
         })
     }
     fn snapshot(&self) -> Arc<StreamView> {
@@ -198,6 +209,7 @@ impl StreamEntry {
     }
     fn publish(&self, meta: StreamMeta) {
         *self.view.write() = Arc::new(StreamView::new(meta));
+        self.changes.send_modify(|version| *version += 1);
     }
 }
 
@@ -211,6 +223,9 @@ pub(crate) struct Inner {
     /// Serialises stream creation and deletion so name uniqueness and quotas hold.
     registry_lock: tokio::sync::Mutex<()>,
     account: parking_lot::Mutex<AccountSettings>,
+    subscriptions: subscription::SubscriptionRegistry,
+    /// Flipped once at shutdown so long-lived subscriptions end and connections can drain.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// The Data Streams service: cheap to clone, shared by every request.
@@ -282,6 +297,8 @@ impl Streams {
                 next_log_id: parking_lot::Mutex::new(max_log + 1),
                 registry_lock: tokio::sync::Mutex::new(()),
                 account: parking_lot::Mutex::new(account),
+                subscriptions: subscription::SubscriptionRegistry::default(),
+                shutdown: tokio::sync::watch::channel(false).0,
             }),
         };
         let weak = Arc::downgrade(&streams.inner);
@@ -301,6 +318,12 @@ impl Streams {
             }
         });
         Ok(streams)
+    }
+
+    /// Ends every subscription (cleanly, as at the end of its lifetime) so the server can
+    /// drain its connections; the service keeps answering other requests.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
     }
 
     pub fn config(&self) -> &StreamsConfig {

@@ -76,6 +76,8 @@ impl TokenSealer {
     }
 }
 
+const HEADER_LEN: usize = 8 + 4 + 8 + 8 + 4;
+
 /// Where a shard iterator points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IteratorPosition {
@@ -88,19 +90,24 @@ pub(crate) struct IteratorPosition {
 }
 
 impl IteratorPosition {
-    /// `| incarnation u64 | shard u32 | position u64 | issued_ms u64 | stream name ... |`
+    /// `| incarnation u64 | shard u32 | position u64 | issued_ms u64 | nonce u32 | stream name ... |`
+    ///
+    /// The random nonce makes every iterator handed out distinct, even two for the same
+    /// position in the same millisecond: clients (the DynamoDB Streams adapter among them)
+    /// treat an iterator equal to the one they sent as "nothing changed".
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(28 + self.stream.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + self.stream.len());
         out.extend_from_slice(&self.incarnation.to_be_bytes());
         out.extend_from_slice(&self.shard_index.to_be_bytes());
         out.extend_from_slice(&self.position.to_be_bytes());
         out.extend_from_slice(&self.issued_ms.to_be_bytes());
+        out.extend_from_slice(&rand::random::<u32>().to_be_bytes());
         out.extend_from_slice(self.stream.as_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Option<IteratorPosition> {
-        if bytes.len() < 28 {
+        if bytes.len() < HEADER_LEN {
             return None;
         }
         let u64_at = |at: usize| -> Option<u64> {
@@ -111,7 +118,7 @@ impl IteratorPosition {
             shard_index: u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?),
             position: u64_at(12)?,
             issued_ms: u64_at(20)?,
-            stream: String::from_utf8(bytes[28..].to_vec()).ok()?,
+            stream: String::from_utf8(bytes[HEADER_LEN..].to_vec()).ok()?,
         })
     }
 }

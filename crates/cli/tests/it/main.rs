@@ -1,10 +1,14 @@
 //! Integration tests: a real `millstream serve` process driven by real AWS clients.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap freely too
 
+mod cli_commands;
+mod cli_observability;
 mod python_clients;
 mod restart;
 mod sdk_control;
 mod sdk_data;
+mod sdk_fanout;
 mod sdk_reshard;
 mod support;
+mod transport;
 mod wire;

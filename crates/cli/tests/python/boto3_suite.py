@@ -131,6 +131,28 @@ class Boto3Suite(unittest.TestCase):
         self.assertEqual(stream_tags, [{"Key": "owner", "Value": "py"}])
         self.kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
 
+    def test_subscribe_to_shard_pushes_records(self):
+        name = unique("efo-push")
+        self.kinesis.create_stream(StreamName=name, ShardCount=1)
+        arn = self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamARN"]
+        consumer = self.kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="py")["Consumer"]
+        sent = [self.kinesis.put_record(StreamName=name, Data=f"m{i}".encode(), PartitionKey="k")["SequenceNumber"]
+                for i in range(20)]
+        response = self.kinesis.subscribe_to_shard(
+            ConsumerARN=consumer["ConsumerARN"], ShardId="shardId-000000000000",
+            StartingPosition={"Type": "TRIM_HORIZON"})
+        received, continuation = [], None
+        for event in response["EventStream"]:
+            shard_event = event["SubscribeToShardEvent"]
+            received.extend((r["SequenceNumber"], r["Data"]) for r in shard_event["Records"])
+            continuation = shard_event["ContinuationSequenceNumber"]
+            if len(received) >= 20:
+                break
+        response["EventStream"].close()
+        self.assertEqual([s for s, _ in received], sent)
+        self.assertEqual([d for _, d in received], [f"m{i}".encode() for i in range(20)])
+        self.assertEqual(continuation, sent[-1])
+
 
 if __name__ == "__main__":
     result = unittest.main(exit=False, verbosity=2).result
