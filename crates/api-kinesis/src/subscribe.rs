@@ -29,6 +29,12 @@ pub(crate) async fn subscribe_to_shard(
         .as_deref()
         .and_then(IteratorType::parse)
         .expect("the model's enum check admits only the five position types");
+    let consumer_arn = input.consumer_arn.clone().unwrap_or_default();
+    let stream = consumer_arn
+        .split_once("/consumer/")
+        .and_then(|(stream_arn, _)| stream_arn.rsplit_once("stream/"))
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_default();
     let subscription = streams
         .subscribe(
             input.consumer_arn.as_deref().unwrap_or_default(),
@@ -40,28 +46,40 @@ pub(crate) async fn subscribe_to_shard(
             },
         )
         .await?;
-    let events = futures::stream::unfold(subscription, move |mut subscription| async move {
-        let frame = match subscription.next().await? {
-            SubscriptionItem::Event(event) => {
-                let shape = SubscribeToShardEvent {
-                    records: Some(event.records.into_iter().map(convert::record).collect()),
-                    continuation_sequence_number: event.continuation_sequence_number,
-                    millis_behind_latest: Some(event.millis_behind_latest as i64),
-                    child_shards: (!event.child_shards.is_empty()).then(|| {
-                        event
-                            .child_shards
-                            .into_iter()
-                            .map(convert::child_shard)
-                            .collect()
-                    }),
-                };
-                event_stream::event(protocol, EVENT_TYPE, &shape)
-            }
-            SubscriptionItem::Exception { code, message } => {
-                event_stream::exception(protocol, code, &message)
-            }
-        };
-        Some((frame, subscription))
+    metrics::counter!("kinesis_subscribe_to_shard_success_total", "stream" => stream.clone())
+        .increment(1);
+    let events = futures::stream::unfold(subscription, move |mut subscription| {
+        let stream = stream.clone();
+        async move {
+            let frame = match subscription.next().await? {
+                SubscriptionItem::Event(event) => {
+                    let bytes: u64 = event.records.iter().map(|r| r.data.len() as u64).sum();
+                    metrics::counter!("kinesis_subscribe_to_shard_event_records_total", "stream" => stream.clone())
+                    .increment(event.records.len() as u64);
+                    metrics::counter!("kinesis_subscribe_to_shard_event_bytes_total", "stream" => stream.clone()).increment(bytes);
+                    metrics::counter!("kinesis_subscribe_to_shard_event_success_total", "stream" => stream.clone()).increment(1);
+                    metrics::gauge!("kinesis_subscribe_to_shard_event_millis_behind_latest", "stream" => stream)
+                    .set(event.millis_behind_latest as f64);
+                    let shape = SubscribeToShardEvent {
+                        records: Some(event.records.into_iter().map(convert::record).collect()),
+                        continuation_sequence_number: event.continuation_sequence_number,
+                        millis_behind_latest: Some(event.millis_behind_latest as i64),
+                        child_shards: (!event.child_shards.is_empty()).then(|| {
+                            event
+                                .child_shards
+                                .into_iter()
+                                .map(convert::child_shard)
+                                .collect()
+                        }),
+                    };
+                    event_stream::event(protocol, EVENT_TYPE, &shape)
+                }
+                SubscriptionItem::Exception { code, message } => {
+                    event_stream::exception(protocol, code, &message)
+                }
+            };
+            Some((frame, subscription))
+        }
     });
     Ok(
         futures::stream::once(async move { event_stream::initial_response(protocol) })

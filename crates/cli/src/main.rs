@@ -1,6 +1,7 @@
 //! `millstream`: the server (`millstream serve`) and client commands for people
 //! (`millstream stream|put|tail|get`, in `client/`), plus shell completions.
 
+mod bench;
 mod client;
 
 use std::path::PathBuf;
@@ -82,6 +83,10 @@ struct ServeArgs {
     /// Milliseconds one SubscribeToShard stream lasts [default: 300000].
     #[arg(long, env = "MILLSTREAM_SUBSCRIPTION_LIFETIME_MS")]
     subscription_lifetime_ms: Option<u64>,
+    /// Emulate AWS's per-shard throughput quotas (1 MiB/s and 1,000 records/s written,
+    /// 5 reads/s and 2 MiB/s read): ProvisionedThroughputExceededException as on AWS.
+    #[arg(long, env = "MILLSTREAM_THROTTLE")]
+    throttle: bool,
 }
 
 impl ServeArgs {
@@ -101,6 +106,7 @@ impl ServeArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             subscription_lifetime_ms: self.subscription_lifetime_ms,
+            throughput_limits: self.throttle.then_some(true),
             ..Settings::default()
         };
         let file = match &self.config {

@@ -37,6 +37,8 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// How long one SubscribeToShard stream lasts (ms) before the client must resubscribe.
     pub subscription_lifetime_ms: Option<u64>,
+    /// Emulate AWS's per-shard throughput quotas (off by default).
+    pub throughput_limits: Option<bool>,
     /// When non-empty, SigV4 signatures are verified against these credentials.
     #[serde(default)]
     pub credentials: Vec<Credential>,
@@ -72,6 +74,7 @@ impl Settings {
                 .subscription_lifetime_ms
                 .or(fallback.subscription_lifetime_ms),
             log: self.log.or(fallback.log),
+            throughput_limits: self.throughput_limits.or(fallback.throughput_limits),
             credentials: if self.credentials.is_empty() {
                 fallback.credentials
             } else {
@@ -104,6 +107,7 @@ pub struct ServerConfig {
     pub expose_stream_id: bool,
     pub tls: Option<crate::listener::TlsSource>,
     pub subscription_lifetime: Duration,
+    pub throughput_limits: bool,
     pub credentials: Vec<Credential>,
 }
 
@@ -214,6 +218,7 @@ impl ServerConfig {
         Ok(ServerConfig {
             tls,
             subscription_lifetime: Duration::from_millis(lifetime_ms),
+            throughput_limits: settings.throughput_limits.unwrap_or(false),
             host: settings.host.unwrap_or_else(|| DEFAULT_HOST.to_string()),
             port: settings.port.unwrap_or(DEFAULT_PORT),
             data_dir,

@@ -32,6 +32,22 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(dispatch)
         .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            internal_failure_on_panic,
+        ))
+}
+
+/// A panic is a bug; the client still gets the AWS answer for a server fault (500
+/// `InternalFailure`, which SDKs retry) instead of a dropped connection, and the log gets the
+/// details.
+fn internal_failure_on_panic(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = detail, "request handler panicked");
+    encoded_response(KinesisError::internal().encode(Protocol::Json))
 }
 
 /// Ready once the store is open (it is, or `bind` would have failed) and its directory

@@ -56,6 +56,7 @@ impl Server {
         streams_config.shard_limit = config.shard_limit;
         streams_config.expose_stream_id = config.expose_stream_id;
         streams_config.subscription_lifetime = config.subscription_lifetime;
+        streams_config.throughput_limits = config.throughput_limits;
         let streams = Streams::open(
             streams_config,
             store.clone(),

@@ -78,13 +78,36 @@ fn describe() {
         "Segments closed because they reached their size limit"
     );
     describe_counter!(
+        "millstream_storage_journal_sync_seconds_bucket",
+        "Journal fdatasync latency histogram: syncs that took at most `le` seconds (cumulative)"
+    );
+    describe_counter!(
+        "millstream_storage_journal_sync_seconds_count",
+        "Journal fdatasync latency histogram: number of syncs"
+    );
+    describe_gauge!(
+        "millstream_storage_journal_sync_seconds_sum",
+        Unit::Seconds,
+        "Journal fdatasync latency histogram: total seconds (monotonic; a gauge only because \
+         the metrics facade's counters are integers)"
+    );
+    describe_counter!(
         "millstream_storage_checkpoints_total",
-        "Journal checkpoints (segments synced, journal truncated)"
+        "Journal checkpoints started (new journal written; segment syncs follow in the background)"
     );
     describe_counter!(
         "millstream_storage_checkpoint_microseconds_total",
         Unit::Microseconds,
-        "Time the journal thread spent in checkpoints"
+        "Time the journal thread spent starting checkpoints (appends wait meanwhile)"
+    );
+    describe_counter!(
+        "millstream_storage_checkpoint_jobs_total",
+        "Journal checkpoints whose background part (segment syncs, old journal deletion) finished"
+    );
+    describe_counter!(
+        "millstream_storage_checkpoint_job_microseconds_total",
+        Unit::Microseconds,
+        "Time spent in checkpoints' background parts (appends do not wait for it)"
     );
     describe_gauge!(
         "millstream_storage_cache_bytes",
@@ -158,8 +181,12 @@ impl Telemetry {
         counter!("millstream_storage_journal_syncs_total").absolute(m.journal_syncs);
         counter!("millstream_storage_journal_written_bytes_total").absolute(m.journal_bytes);
         counter!("millstream_storage_segment_rolls_total").absolute(m.segment_rolls);
+        publish_journal_sync_histogram(&m);
         counter!("millstream_storage_checkpoints_total").absolute(m.checkpoints);
         counter!("millstream_storage_checkpoint_microseconds_total").absolute(m.checkpoint_micros);
+        counter!("millstream_storage_checkpoint_jobs_total").absolute(m.checkpoint_jobs);
+        counter!("millstream_storage_checkpoint_job_microseconds_total")
+            .absolute(m.checkpoint_job_micros);
         gauge!("millstream_storage_cache_bytes").set(m.cache_bytes as f64);
         gauge!("millstream_storage_open_read_handles").set(m.open_read_handles as f64);
 
@@ -177,6 +204,25 @@ impl Telemetry {
         sample_process();
         self.handle.render()
     }
+}
+
+/// `millstream_storage_journal_sync_seconds` in Prometheus histogram form. The store
+/// counts syncs into fixed buckets itself (one atomic increment per sync, no samples kept),
+/// so the series are written out here rather than through the facade's `histogram!`, which
+/// would need every sample: cumulative `_bucket{le}` counters, `_count`, and `_sum`.
+fn publish_journal_sync_histogram(m: &millstream_storage::StoreMetrics) {
+    let bounds = millstream_storage::JOURNAL_SYNC_BUCKETS_SECONDS;
+    let mut cumulative = 0u64;
+    for (i, count) in m.journal_sync_buckets.iter().enumerate() {
+        cumulative += count;
+        let le = bounds
+            .get(i)
+            .map_or_else(|| "+Inf".to_string(), |bound| bound.to_string());
+        counter!("millstream_storage_journal_sync_seconds_bucket", "le" => le).absolute(cumulative);
+    }
+    counter!("millstream_storage_journal_sync_seconds_count").absolute(m.journal_syncs);
+    gauge!("millstream_storage_journal_sync_seconds_sum")
+        .set(m.journal_sync_nanos_total as f64 / 1e9);
 }
 
 /// Linux only (/proc); elsewhere these gauges are simply absent.

@@ -6,6 +6,12 @@
 //! `scan/<source>`: reads a 16 MiB log of 1 KiB records front to back, 1,000 records per
 //! call, from segment files (cache off) or from the record cache.
 //!
+//! `checkpoint_stall`: not a criterion measurement but a printed latency report. 1,024
+//! logs, fsync, default 256 MiB journal: 256 concurrent appenders (10 x 1 KiB records each)
+//! write until two journal checkpoints have happened, and the bench prints the append
+//! latency percentiles and the maximum, which is the stall a checkpoint causes. Run it
+//! alone with `cargo bench -p millstream-storage -- checkpoint_stall`.
+//!
 //! Run: `cargo bench -p millstream-storage` (about 2 minutes).
 
 use std::sync::Arc;
@@ -143,5 +149,89 @@ fn scan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, scan);
+/// See the module docs. Prints; does not time through criterion (a stall is one event, not
+/// a distribution criterion could sample).
+fn checkpoint_stall(_c: &mut Criterion) {
+    if !c_filter_allows("checkpoint_stall") {
+        return;
+    }
+    let rt = runtime();
+    const LOGS: u64 = 1024;
+    const APPENDERS: u64 = 256;
+    const CHECKPOINTS: u64 = 2;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig::new(dir.path());
+    let journal_bytes_max = config.journal_bytes_max;
+    rt.block_on(async {
+        let store = Store::open(config).await.expect("open");
+        for log in 0..LOGS {
+            store.create_log(log).await.expect("create");
+        }
+        let records = Arc::new(batch(1024));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..APPENDERS {
+            let (store, records) = (store.clone(), records.clone());
+            tasks.spawn(async move {
+                let mut latencies = Vec::new();
+                let mut log = task;
+                // Stop once the wanted checkpoints have finished (their background part
+                // included, so appends overlap all of it), or after 60 s.
+                while store.metrics().checkpoint_jobs < CHECKPOINTS
+                    && started.elapsed() < Duration::from_secs(60)
+                {
+                    let t = Instant::now();
+                    store
+                        .append(log % LOGS, (*records).clone())
+                        .await
+                        .expect("append");
+                    latencies.push(t.elapsed());
+                    log += APPENDERS;
+                }
+                latencies
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(result) = tasks.join_next().await {
+            all.extend(result.expect("task"));
+        }
+        let elapsed = started.elapsed();
+        all.sort_unstable();
+        let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+        let m = store.metrics();
+        eprintln!(
+            "checkpoint_stall: {} logs, journal_bytes_max {} MiB, {} appends in {:.1?} \
+             ({:.0} MiB/s of records), {} checkpoints ({} ms on the journal thread, {} ms in \
+             background jobs), {} journal syncs (mean {:.2?}); append latency p50 {:.1?} p99 {:.1?} p99.9 {:.1?} max {:.1?}",
+            LOGS,
+            journal_bytes_max >> 20,
+            all.len(),
+            elapsed,
+            (all.len() * RECORDS_PER_APPEND * 1024) as f64
+                / elapsed.as_secs_f64()
+                / (1 << 20) as f64,
+            m.checkpoints,
+            m.checkpoint_micros / 1000,
+            m.checkpoint_job_micros / 1000,
+            m.journal_syncs,
+            Duration::from_nanos(m.journal_sync_nanos_total / m.journal_syncs.max(1)),
+            pct(0.5),
+            pct(0.99),
+            pct(0.999),
+            all.last().copied().unwrap_or_default(),
+        );
+        store.shutdown().await.expect("shutdown");
+    });
+}
+
+/// Whether the command line's benchmark filter (the first free argument) selects `name`;
+/// criterion does not apply its filter to functions that register no benchmark.
+fn c_filter_allows(name: &str) -> bool {
+    std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .is_none_or(|filter| name.contains(&filter))
+}
+
+criterion_group!(benches, append, scan, checkpoint_stall);
 criterion_main!(benches);

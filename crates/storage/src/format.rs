@@ -14,8 +14,12 @@ use crate::{AppendRecord, LogId, StoredRecord};
 
 /// Opens every file the store writes: journal, segment and index files.
 pub(crate) const MAGIC: [u8; 8] = *b"MILLSTRM";
-/// Bumped on any incompatible layout change; readers reject other versions.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Bumped on any incompatible change of layout or meaning; written into every new file.
+/// Version 2 changed the meaning of a journal's checkpoint unit (see the crate docs,
+/// "Journal set"), not any layout, so version-1 files are still read.
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Oldest version this build reads. Version-1 journals get version-1 recovery rules.
+pub(crate) const FORMAT_VERSION_MIN: u32 = 1;
 
 /// File kinds stored in the header. Persisted ordinals: never reuse.
 pub(crate) const KIND_JOURNAL: u32 = 1;
@@ -121,9 +125,17 @@ pub(crate) struct FileHeader {
 }
 
 pub(crate) fn encode_file_header(header: &FileHeader) -> [u8; FILE_HEADER_LEN] {
+    encode_file_header_version(header, FORMAT_VERSION)
+}
+
+/// `version` is `FORMAT_VERSION` except in tests that build an older directory.
+pub(crate) fn encode_file_header_version(
+    header: &FileHeader,
+    version: u32,
+) -> [u8; FILE_HEADER_LEN] {
     let mut out = [0u8; FILE_HEADER_LEN];
     out[0..8].copy_from_slice(&MAGIC);
-    out[8..12].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+    out[8..12].copy_from_slice(&version.to_be_bytes());
     out[12..16].copy_from_slice(&header.kind.to_be_bytes());
     out[16..24].copy_from_slice(&header.id.to_be_bytes());
     out[24..32].copy_from_slice(&header.base_sequence.to_be_bytes());
@@ -134,6 +146,11 @@ pub(crate) fn encode_file_header(header: &FileHeader) -> [u8; FILE_HEADER_LEN] {
 }
 
 pub(crate) fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, DecodeError> {
+    decode_file_header_version(bytes).map(|(header, _)| header)
+}
+
+/// The header and the format version the file was written with.
+pub(crate) fn decode_file_header_version(bytes: &[u8]) -> Result<(FileHeader, u32), DecodeError> {
     need(bytes, FILE_HEADER_LEN)?;
     if bytes[0..8] != MAGIC {
         return Err(DecodeError::Invalid("bad magic".into()));
@@ -143,17 +160,19 @@ pub(crate) fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, DecodeError
         return Err(DecodeError::Invalid("file header checksum mismatch".into()));
     }
     let version = be_u32(bytes, 8);
-    if version != FORMAT_VERSION {
+    if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
         return Err(DecodeError::Invalid(format!(
-            "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+            "unsupported format version {version} (this build reads \
+             {FORMAT_VERSION_MIN} to {FORMAT_VERSION})"
         )));
     }
-    Ok(FileHeader {
+    let header = FileHeader {
         kind: be_u32(bytes, 12),
         id: be_u64(bytes, 16),
         base_sequence: be_u64(bytes, 24),
         arrival_floor_ms: be_u64(bytes, 32),
-    })
+    };
+    Ok((header, version))
 }
 
 // ---------------------------------------------------------------------------------------

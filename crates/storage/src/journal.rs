@@ -34,23 +34,44 @@
 //!
 //! # Checkpoint (journal truncation), in this order
 //!
-//! 1. `fdatasync` every segment written since the last checkpoint (sealed segments were
-//!    synced when they were sealed).
-//! 2. Create journal `N+1`, write its header and a checkpoint unit listing every log's
-//!    segment end, `fdatasync` it, fsync the journal directory.
-//! 3. Delete journal `N`.
+//! On the journal thread, between two group commits (appends wait only for this):
+//! 1. Wait for the previous checkpoint job if it still runs (normally it finished long
+//!    ago; while it runs, `commit` defers the checkpoint instead of calling this).
+//! 2. `Interval` policy: fdatasync journal `N` if it has unsynced units.
+//! 3. Note every log's end (`next_sequence`) and the active segment of every log written
+//!    since the last checkpoint.
+//! 4. Create journal `N+1`, write its header and a checkpoint unit listing those ends,
+//!    `fdatasync` it, fsync the journal directory. Group commits now go to `N+1`.
 //!
-//! A crash before 2 completes leaves `N+1` without a valid checkpoint unit: recovery
-//! deletes it and replays `N`, which is still complete. After 2, `N+1` is authoritative
-//! and recovery ignores (and deletes) older journals whatever state they are in: everything
-//! they hold is in fsynced segments.
+//! Then, on a `CheckpointJob` thread, concurrently with group commits into `N+1`:
+//! 5. `fdatasync` the segments noted in 3 (sealed segments were synced when sealed), and
+//!    persist the index of each one's prefix up to its noted end.
+//! 6. Delete every journal older than `N+1`, oldest first, fsyncing the directory after
+//!    each.
+//!
+//! Crash windows (recovery replays every journal present, oldest first, by sequence, so
+//! each frame is applied once):
+//! - During 4: `N+1` has no valid checkpoint unit; recovery deletes it and replays `N`.
+//! - After 4, before or during 5: `N` and `N+1` both exist; the floor of fsynced segment
+//!   data is still `N`'s checkpoint, and `N` holds every frame from there to `N+1`'s
+//!   checkpoint, `N+1` the rest. Segment bytes a background sync had or had not made
+//!   durable are equally fine: frames already in a segment are skipped.
+//! - After 5, before or during 6: the same, with less to replay. Deleting oldest first
+//!   leaves a contiguous run of journals, whose commit numbers recovery checks.
+//! - Store dropped (the process-crash stand-in in tests) while a job runs: the job stops
+//!   at its next step, and the journal thread waits for it before releasing the lock.
+//!
+//! A failed sync in the job fences the store (at the next group commit): the old journal
+//! is never deleted after a failed segment sync. If step 4 fails, `N+1` is removed; if it
+//! cannot be, the store is fenced, so that `N` does not get units past the end `N+1`
+//! records for it.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,6 +86,9 @@ const GROUP_BYTES_MAX: usize = 16 << 20;
 /// Capacity of the queue into the journal thread (commands, not bytes: bytes are bounded
 /// by the store's in-flight semaphore).
 pub(crate) const JOURNAL_QUEUE_CAPACITY: usize = 8192;
+/// A journal this many times `journal_bytes_max` long makes the commit path wait for the
+/// running checkpoint job before starting the next checkpoint (see `commit`).
+const JOURNAL_OVERDUE_FACTOR: u64 = 4;
 
 pub(crate) fn journal_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{generation:016x}.wal"))
@@ -108,10 +132,27 @@ pub(crate) enum JournalCommand {
 pub(crate) struct Metrics {
     pub group_commits: AtomicU64,
     pub journal_syncs: AtomicU64,
+    pub journal_sync_nanos: AtomicU64,
+    /// Per `crate::JOURNAL_SYNC_BUCKETS_SECONDS` bound, plus the overflow bucket.
+    pub journal_sync_buckets: [AtomicU64; crate::JOURNAL_SYNC_BUCKETS_SECONDS.len() + 1],
     pub journal_bytes: AtomicU64,
     pub segment_rolls: AtomicU64,
     pub checkpoints: AtomicU64,
     pub checkpoint_micros: AtomicU64,
+    pub checkpoint_jobs: AtomicU64,
+    pub checkpoint_job_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one successful journal `fdatasync` that took `elapsed`.
+    fn journal_synced(&self, elapsed: Duration) {
+        self.journal_syncs.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.journal_sync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        let bucket = crate::JOURNAL_SYNC_BUCKETS_SECONDS.partition_point(|&bound| bound < seconds);
+        self.journal_sync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The journal thread's view of one log: its active segment, open for writing.
@@ -299,22 +340,154 @@ fn sync_files(layer: &dyn WriteLayer, files: &[&File]) -> std::io::Result<()> {
 /// merged by the file system's journal into few device flushes.
 const CHECKPOINT_SYNC_THREADS: usize = 16;
 
-/// Step 1 of a checkpoint: fdatasync every dirty segment, then persist its index (so
-/// recovery scans only what comes after).
-fn sync_segments(
-    layer: &dyn WriteLayer,
-    dirty: &[&LogFiles],
-) -> Result<(), (PathBuf, std::io::Error)> {
-    parallel(dirty, |files| {
-        layer
-            .sync_data(&files.active)
-            .map_err(|e| (files.shared.dir.clone(), e))?;
-        let active = files.shared.segments.lock().segments.last().cloned();
-        if let Some(active) = active.filter(|a| a.end > a.base) {
-            segment::write_index(&active, files.shared.id);
+/// A segment that held unsynced bytes below the new journal's checkpoint, and where that
+/// checkpoint put the log's end in it (to persist the index of exactly that prefix).
+struct DirtySegment {
+    file: Arc<File>,
+    shared: Arc<LogShared>,
+    path: PathBuf,
+    end: u64,
+    len: u64,
+    max_arrival: Option<u64>,
+}
+
+/// The part of a checkpoint that runs off the journal thread, after journal `generation`
+/// is durable and in use: make every frame of the older journals durable in the segments,
+/// then delete those journals, oldest first. See the module docs for why each crash point
+/// in it is safe.
+struct CheckpointJob {
+    layer: Arc<dyn WriteLayer>,
+    metrics: Arc<Metrics>,
+    journal_dir: PathBuf,
+    generation: u64,
+    dirty: Vec<DirtySegment>,
+    abandon: Arc<AtomicBool>,
+    pause: Arc<AtomicU8>,
+}
+
+/// How a checkpoint job ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum JobEnd {
+    Done,
+    /// The store was dropped (a simulated crash): stopped between two steps.
+    Abandoned,
+}
+
+type JobResult = Result<JobEnd, (PathBuf, std::io::Error)>;
+
+impl CheckpointJob {
+    fn spawn(self) -> std::io::Result<std::thread::JoinHandle<JobResult>> {
+        std::thread::Builder::new()
+            .name("millstream-checkpoint".into())
+            .spawn(move || self.run())
+    }
+
+    /// False when the job must stop here as if the process had died (the store was
+    /// dropped); otherwise waits while a test holds this step (`CheckpointPause`).
+    fn step(&self, at: crate::CheckpointPause) -> bool {
+        loop {
+            if self.abandon.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.pause.load(Ordering::SeqCst) != at as u8 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        Ok(())
-    })
+    }
+
+    fn run(self) -> JobResult {
+        use crate::CheckpointPause as P;
+        let started = Instant::now();
+        if !self.step(P::BeforeSegmentSync) {
+            return Ok(JobEnd::Abandoned);
+        }
+        // Two halves only so that a test can stop between them.
+        let (first, second) = self.dirty.split_at(self.dirty.len() / 2);
+        let sync = |half: &[DirtySegment]| {
+            parallel(half, |d| {
+                self.layer
+                    .sync_data(&d.file)
+                    .map_err(|e| (d.shared.dir.clone(), e))
+            })
+        };
+        sync(first)?;
+        if !self.step(P::MidSegmentSync) {
+            return Ok(JobEnd::Abandoned);
+        }
+        sync(second)?;
+        for d in &self.dirty {
+            persist_prefix_index(d);
+        }
+        if !self.step(P::BeforeJournalDelete) {
+            return Ok(JobEnd::Abandoned);
+        }
+        // Every frame of every older journal is now in fsynced segments. Oldest first, with
+        // a directory sync after each: whatever a crash leaves is a contiguous run of
+        // journals ending with the current one, which is what recovery replays.
+        let dir = &self.journal_dir;
+        let mut older: Vec<u64> = list_journals(dir)
+            .map_err(|e| (dir.clone(), e))?
+            .into_iter()
+            .filter(|&g| g < self.generation)
+            .collect();
+        older.sort_unstable();
+        for (i, generation) in older.iter().enumerate() {
+            if i > 0 && !self.step(P::MidJournalDelete) {
+                return Ok(JobEnd::Abandoned);
+            }
+            let path = journal_path(dir, *generation);
+            if let Err(e) = std::fs::remove_file(&path).and_then(|()| sync_dir(dir)) {
+                // Harmless: recovery replays it (its frames are skipped, being in the
+                // segments) and the next checkpoint deletes it.
+                tracing::warn!(path = %path.display(), error = %e, "could not delete old journal");
+                break;
+            }
+        }
+        self.metrics.checkpoint_jobs.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .checkpoint_job_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(JobEnd::Done)
+    }
+}
+
+/// Persists the index of the synced prefix `[base, d.end)` of a segment, so that recovery
+/// scans only what comes after it. The journal thread kept appending meanwhile, so the
+/// live index is cut back to that prefix (recovery trusts an active segment's index only
+/// when it ends exactly at the checkpointed sequence). Skipped if the segment is no longer
+/// the active one: a roll has written its full index, and retention may have deleted it.
+fn persist_prefix_index(d: &DirtySegment) {
+    let meta = {
+        let segments = d.shared.segments.lock();
+        match segments.segments.last() {
+            Some(active) if active.path == d.path && active.end >= d.end && d.end > active.base => {
+                let mut meta = active.clone();
+                meta.index.retain(|e| e.sequence < d.end);
+                meta.end = d.end;
+                meta.len = d.len;
+                meta.max_arrival = d.max_arrival;
+                meta
+            }
+            _ => return,
+        }
+    };
+    segment::write_index(&meta, d.shared.id);
+}
+
+/// Generations of the journal files in `dir`, unsorted.
+pub(crate) fn list_journals(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut generations = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(generation) = name
+            .strip_suffix(".wal")
+            .and_then(|g| u64::from_str_radix(g, 16).ok())
+        {
+            generations.push(generation);
+        }
+    }
+    Ok(generations)
 }
 
 /// Creates (or replaces) a file holding just `header`, durably.
@@ -340,6 +513,8 @@ pub(crate) struct Journal {
     pub metrics: Arc<Metrics>,
     pub handles: Arc<HandleCache>,
     pub abandon: Arc<AtomicBool>,
+    /// `crate::CheckpointPause` as u8 (0: none), for crash tests.
+    pub pause: Arc<AtomicU8>,
     pub journal_dir: PathBuf,
     pub logs_dir: PathBuf,
     pub file: File,
@@ -357,6 +532,8 @@ pub(crate) struct Journal {
     flusher: Flusher,
     /// Journal bytes since the last early-flush round.
     bytes_since_flush: u64,
+    /// The background part of the last checkpoint, while it runs (or until reaped).
+    job: Option<std::thread::JoinHandle<JobResult>>,
     /// Held for the life of the thread: one store per directory.
     pub _lock: File,
     buffer: Vec<u8>,
@@ -385,6 +562,7 @@ impl Journal {
             metrics,
             handles,
             abandon: Arc::new(AtomicBool::new(false)),
+            pause: Arc::new(AtomicU8::new(0)),
             journal_dir,
             logs_dir,
             file,
@@ -401,6 +579,7 @@ impl Journal {
             buffer: Vec::new(),
             flusher,
             bytes_since_flush: 0,
+            job: None,
         })
     }
 
@@ -465,6 +644,13 @@ impl Journal {
         }
         // Whatever is still queued is answered by dropping its reply sender (writers map
         // that to `Closed`): nothing of it was made durable.
+        //
+        // A checkpoint job still running stops at its next step once the store is dropped
+        // (`abandon`), like a crash would stop it. Wait for it while this thread still
+        // holds the directory lock, so the next `open` never races with its deletions.
+        if let Some(job) = self.job.take() {
+            let _ = job.join();
+        }
     }
 
     fn fence_error(&self) -> Option<StorageError> {
@@ -487,6 +673,11 @@ impl Journal {
 
     /// One group commit. See the module docs for the failure rules.
     fn commit(&mut self, group: &mut Vec<Submission>) {
+        // A failed background checkpoint fences now, not at the next checkpoint: the
+        // failed segment sync may have dropped pages that readers would miss.
+        if self.job.as_ref().is_some_and(|job| job.is_finished()) {
+            let _ = self.reap_job();
+        }
         if let Some(error) = self.fence_error() {
             for submission in group.drain(..) {
                 let _ = submission.reply.send(Err(error.duplicate()));
@@ -589,9 +780,23 @@ impl Journal {
                 .collect();
             self.flusher.submit(files);
         }
+        // While the previous checkpoint's job runs, the next one waits (it must not delete
+        // journals whose frames that job has not synced yet) and the journal grows. Only
+        // far beyond its size does the commit path wait for the job: the disk is then not
+        // keeping up, and an unbounded journal would make recovery unbounded too.
+        // (A job a test holds is never waited for here: the test could not go on to drop
+        // the store, which is what releases it.)
+        let job_running = self.job.as_ref().is_some_and(|job| !job.is_finished());
+        let overdue = self.len
+            > self
+                .config
+                .journal_bytes_max
+                .saturating_mul(JOURNAL_OVERDUE_FACTOR)
+            && self.pause.load(Ordering::SeqCst) == 0;
         if self.len > self.config.journal_bytes_max
             && self.len >= self.checkpoint_retry_at
             && self.fenced.is_none()
+            && (!job_running || overdue)
             && let Err(e) = self.checkpoint()
         {
             tracing::warn!(error = %e, "journal checkpoint failed; will retry");
@@ -612,6 +817,7 @@ impl Journal {
         }
         match self.config.sync_policy {
             SyncPolicy::Always => {
+                let started = Instant::now();
                 if let Err(e) = self.layer.sync_data(&self.file) {
                     self.fence(format!("fdatasync failed: {e}"));
                     // Best effort: cut the unit so a reopen does not bring back what we
@@ -620,7 +826,7 @@ impl Journal {
                     let _ = self.layer.set_len(&self.file, self.len);
                     return Err(StorageError::io(&self.path, e));
                 }
-                self.metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
+                self.metrics.journal_synced(started.elapsed());
                 self.last_sync = Instant::now();
             }
             SyncPolicy::Interval(interval) => {
@@ -635,17 +841,47 @@ impl Journal {
     }
 
     fn sync_journal(&mut self) {
+        let started = Instant::now();
         match self.layer.sync_data(&self.file) {
             Ok(()) => {
                 self.unsynced = false;
                 self.last_sync = Instant::now();
-                self.metrics.journal_syncs.fetch_add(1, Ordering::Relaxed);
+                self.metrics.journal_synced(started.elapsed());
             }
             Err(e) => self.fence(format!("fdatasync failed: {e}")),
         }
     }
 
-    /// See the module docs for the order and why it is crash-safe.
+    /// Waits for the running checkpoint job, if any; fences the store if it failed.
+    fn reap_job(&mut self) -> Result<(), StorageError> {
+        let Some(job) = self.job.take() else {
+            return Ok(());
+        };
+        match job.join() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((dir, e))) => {
+                // After a failed fsync the kernel may have dropped the pages, and a later
+                // fsync can succeed without them ("fsyncgate"): never delete the journal
+                // that still holds those frames, never trust those segments.
+                self.fence(format!(
+                    "segment fdatasync in {} failed: {e}",
+                    dir.display()
+                ));
+                Err(StorageError::io(&dir, e))
+            }
+            Err(_) => {
+                self.fence("the checkpoint thread panicked".into());
+                Err(StorageError::io(
+                    &self.journal_dir,
+                    std::io::Error::other("the checkpoint thread panicked"),
+                ))
+            }
+        }
+    }
+
+    /// The journal thread's part of a checkpoint: start journal `N+1` and switch to it;
+    /// the segment syncs and the deletion of `N` run in a `CheckpointJob`. See the module
+    /// docs for the order and why every crash point is safe.
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
         if let Some(error) = self.fence_error() {
             return Err(error);
@@ -654,50 +890,96 @@ impl Journal {
             self.fence(format!("an early segment fdatasync failed: {e}"));
             return Err(StorageError::io(&self.logs_dir, e));
         }
+        // One job at a time: the next job may delete `N+1` only after the previous one has
+        // synced everything `N+1`'s checkpoint relies on.
+        self.reap_job()?;
         let started = Instant::now();
-        let dirty: Vec<&LogFiles> = self.logs.values().filter(|f| f.dirty).collect();
-        if let Err((dir, e)) = sync_segments(&*self.layer, &dirty) {
-            self.fence(format!(
-                "segment fdatasync in {} failed: {e}",
-                dir.display()
-            ));
-            return Err(StorageError::io(&dir, e));
+        if self.unsynced {
+            // `Interval`: journal `N` must be durable before `N+1` says where its frames end,
+            // or a machine crash could leave a gap between the two (recovery: corruption).
+            self.sync_journal();
+            if let Some(error) = self.fence_error() {
+                return Err(error);
+            }
         }
-        for files in self.logs.values_mut() {
-            files.dirty = false;
+        let mut entries: Vec<(LogId, u64)> = Vec::with_capacity(self.logs.len());
+        let mut dirty = Vec::new();
+        for (id, files) in &self.logs {
+            entries.push((*id, files.next_sequence));
+            if files.dirty {
+                let segments = files.shared.segments.lock();
+                let active = segments
+                    .segments
+                    .last()
+                    .expect("a log always has an active segment");
+                dirty.push(DirtySegment {
+                    file: files.active.clone(),
+                    shared: files.shared.clone(),
+                    path: active.path.clone(),
+                    end: active.end,
+                    len: active.len,
+                    max_arrival: active.max_arrival,
+                });
+            }
         }
-        let mut entries: Vec<(LogId, u64)> = self
-            .logs
-            .iter()
-            .map(|(id, files)| (*id, files.next_sequence))
-            .collect();
         entries.sort_unstable();
         let generation = self.generation + 1;
         let path = journal_path(&self.journal_dir, generation);
         let (file, len) = match self.start_journal(&path, generation, &entries) {
             Ok(started) => started,
             Err(e) => {
-                let _ = std::fs::remove_file(&path);
+                // The half-made journal must not survive: it could become valid (it may
+                // be complete and only the directory sync failed) while units keep going
+                // to journal `N`, and recovery would then see `N+1` claiming an end of `N`
+                // that is no longer the end. If it cannot be removed, stop writing `N`.
+                let removed = match std::fs::remove_file(&path) {
+                    Ok(()) => sync_dir(&self.journal_dir),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(r) = removed {
+                    self.fence(format!(
+                        "starting journal {} failed ({e}) and removing it failed ({r})",
+                        path.display()
+                    ));
+                }
                 return Err(StorageError::io(&path, e));
             }
         };
-        let old = std::mem::replace(&mut self.path, path);
+        for files in self.logs.values_mut() {
+            files.dirty = false;
+        }
+        self.path = path;
         self.file = file;
         self.generation = generation;
         self.len = len;
         self.next_commit += 1;
         self.unsynced = false;
         self.checkpoint_retry_at = 0;
-        if let Err(e) = std::fs::remove_file(&old) {
-            // Harmless: recovery ignores journals older than the newest valid one.
-            tracing::warn!(path = %old.display(), error = %e, "could not delete old journal");
+        let job = CheckpointJob {
+            layer: self.layer.clone(),
+            metrics: self.metrics.clone(),
+            journal_dir: self.journal_dir.clone(),
+            generation,
+            dirty,
+            abandon: self.abandon.clone(),
+            pause: self.pause.clone(),
+        };
+        match job.spawn() {
+            Ok(handle) => self.job = Some(handle),
+            Err(e) => {
+                // Without the job, the old journal stays, and nothing here remembers
+                // which segments it needed synced: fence rather than guess.
+                self.fence(format!("could not start the checkpoint thread: {e}"));
+                return Err(StorageError::io(&self.journal_dir, e));
+            }
         }
         self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
         let micros = started.elapsed().as_micros() as u64;
         self.metrics
             .checkpoint_micros
             .fetch_add(micros, Ordering::Relaxed);
-        tracing::debug!(micros, generation, "journal checkpoint");
+        tracing::debug!(micros, generation, "journal checkpoint started");
         Ok(())
     }
 
@@ -862,10 +1144,14 @@ impl Journal {
         if let Some(error) = self.fence_error() {
             return Err(error);
         }
+        let started = Instant::now();
         self.layer
             .sync_data(&self.file)
             .map_err(|e| StorageError::io(&self.path, e))?;
-        // A clean shutdown leaves a journal with nothing to replay: the next open is fast.
-        self.checkpoint()
+        self.metrics.journal_synced(started.elapsed());
+        // A clean shutdown leaves one journal with nothing to replay: the next open is
+        // fast. So wait for the checkpoint's background part too.
+        self.checkpoint()?;
+        self.reap_job()
     }
 }

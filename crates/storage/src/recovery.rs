@@ -2,9 +2,14 @@
 //! cut torn tails, replay the journal into the segments.
 //!
 //! What recovery may assume (established by the write path, see `journal.rs`):
-//! - The newest journal whose header and first unit (a checkpoint) are valid is
-//!   authoritative; every frame of an older journal is in fsynced segments.
-//! - The checkpoint lists, per log, a sequence `S` below which the segments were fsynced.
+//! - The journals present are a run of generations, each starting with a checkpoint
+//!   unit; every one is replayed, oldest first (the "Journal set" in the crate docs). The
+//!   newest may lack a valid checkpoint unit (a checkpoint that crashed creating it): it
+//!   holds nothing and is deleted. Version-1 directories: see `open_journals`.
+//! - The oldest journal's checkpoint lists, per log, a sequence `S` below which the
+//!   segments were fsynced. Newer checkpoints' sequences are only promises of their
+//!   checkpoint job, kept before it deleted the older journals.
+//! - Consecutive journals continue each other's commit numbers.
 //! - Every non-last segment is complete and was fsynced before its successor existed.
 //! - Anything acknowledged is in a complete, checksummed journal unit, written before the
 //!   journal's torn tail (if any) and after the checkpoint, or below `S` in a segment.
@@ -19,6 +24,10 @@
 //!   would be skipped.
 //! - Replaying a frame: already in the segment (end <= segment end) -> skip; continues the
 //!   segment exactly -> append; anything else -> corruption (a gap would lose records).
+//!   So a frame found in a segment and in a journal, or in two journals, is applied once.
+//! - A non-newest journal is never written again: an invalid tail there is left alone if
+//!   the next journal's checkpoint continues its commit numbers, and is corruption (a lost
+//!   unit) if it does not.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -58,9 +67,30 @@ pub(crate) fn recover(
         )
     })?;
 
-    let found = open_journal(&*layer, &journal_dir)?;
+    let mut chain = open_journals(&*layer, &journal_dir)?;
+    let found = chain
+        .pop()
+        .expect("open_journals returns at least one journal");
     let mut salvages = Vec::new();
-    let checkpoint: HashMap<LogId, u64> = found.checkpoint.iter().copied().collect();
+    // The oldest journal's checkpoint is the one whose promise holds: segments are fsynced
+    // below it. A newer one's may still have been waiting for its background sync.
+    let checkpoint: HashMap<LogId, u64> = chain
+        .first()
+        .unwrap_or(&found)
+        .checkpoint
+        .iter()
+        .copied()
+        .collect();
+    let first_commit = chain.first().map_or(0, |j| j.next_commit);
+    let older: Vec<OlderJournal> = chain
+        .into_iter()
+        .map(|j| OlderJournal {
+            file: j.file,
+            path: j.path,
+            units_start: j.units_start,
+            next_commit: j.next_commit,
+        })
+        .collect();
 
     let mut journal = Journal::new(
         config.clone(),
@@ -101,7 +131,41 @@ pub(crate) fn recover(
         }
     }
 
-    replay(&mut journal)?;
+    // In generation order; each frame is applied at most once (by sequence), so a frame
+    // already in a segment, or in two journals, is skipped.
+    // A journal's checkpoint unit takes the commit number after the last unit of the
+    // journal before it, so a unit lost from an older journal shows as a gap here.
+    let mut next_commit = first_commit;
+    for (i, old) in older.iter().enumerate() {
+        if i > 0 && old.next_commit != next_commit + 1 {
+            return Err(commit_gap(&old.path, next_commit, old.next_commit - 1));
+        }
+        let (_, after) = replay(
+            &mut journal,
+            &old.file,
+            &old.path,
+            old.units_start,
+            old.next_commit,
+            false,
+        )?;
+        next_commit = after;
+    }
+    if !older.is_empty() && journal.next_commit != next_commit + 1 {
+        return Err(commit_gap(
+            &journal.path,
+            next_commit,
+            journal.next_commit - 1,
+        ));
+    }
+    let file = journal
+        .file
+        .try_clone()
+        .map_err(|e| StorageError::io(&journal.path, e))?;
+    let path = journal.path.clone();
+    let (start, first) = (journal.len, journal.next_commit);
+    let (len, after) = replay(&mut journal, &file, &path, start, first, true)?;
+    journal.len = len;
+    journal.next_commit = after;
     // A torn segment tail was cut although valid frames followed it: only fine if the
     // journal gave all of them back. Otherwise the cut lost data: corruption.
     for (id, salvage) in salvages {
@@ -121,53 +185,84 @@ pub(crate) fn recover(
     Ok(journal)
 }
 
+/// A journal older than the current one, still present: replayed, then left for the next
+/// checkpoint's job to delete.
+struct OlderJournal {
+    file: File,
+    path: PathBuf,
+    units_start: u64,
+    next_commit: u64,
+}
+
+/// A journal's checkpoint unit says the journal's first frames unit is `commit`; the
+/// journals before it (or nothing, for the oldest) end elsewhere: units are missing.
+fn commit_gap(path: &Path, expected: u64, found: u64) -> StorageError {
+    StorageError::corrupt(
+        path,
+        FILE_HEADER_LEN as u64,
+        format!(
+            "the journals before this one end before commit {expected}, but this one's \
+             checkpoint is commit {found}: journal units are missing"
+        ),
+    )
+}
+
 struct FoundJournal {
     file: File,
     path: PathBuf,
     generation: u64,
+    /// Format version of its header (1: written by a build whose newest journal
+    /// superseded all older ones).
+    version: u32,
     checkpoint: Vec<(LogId, u64)>,
     /// Offset of the first unit after the checkpoint unit.
     units_start: u64,
     next_commit: u64,
 }
 
-fn open_journal(layer: &dyn WriteLayer, dir: &Path) -> Result<FoundJournal, StorageError> {
-    let mut generations = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
-        let entry = entry.map_err(|e| StorageError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(generation) = name
-            .strip_suffix(".wal")
-            .and_then(|g| u64::from_str_radix(g, 16).ok())
-        {
-            generations.push(generation);
-        }
-    }
-    generations.sort_unstable_by(|a, b| b.cmp(a));
-    let mut found: Option<FoundJournal> = None;
+/// Every journal recovery must replay, oldest first (never empty: a new store gets one).
+///
+/// Since format version 2 a checkpoint syncs segments *after* the new journal is in use
+/// and deletes the older journals only then, so every journal present is replayed. All
+/// but the newest were complete when their successor was created: any defect in their
+/// start is corruption. The newest may be a checkpoint that crashed while writing it
+/// (no valid checkpoint unit yet): nothing was written to it, so it is deleted.
+///
+/// A directory whose newest valid journal is version 1 was last run by a build that
+/// synced segments *before* starting a new journal: there, older journals are superseded
+/// (everything in them is in fsynced segments) and deleted unread, as that build did.
+fn open_journals(layer: &dyn WriteLayer, dir: &Path) -> Result<Vec<FoundJournal>, StorageError> {
+    let mut generations = journal::list_journals(dir).map_err(|e| StorageError::io(dir, e))?;
+    generations.sort_unstable();
+    let mut chain: Vec<FoundJournal> = Vec::new();
+    let count = generations.len();
     for (i, generation) in generations.iter().copied().enumerate() {
         let path = journal::journal_path(dir, generation);
-        if found.is_some() {
-            // Superseded by a newer valid checkpoint: all of it is in fsynced segments.
-            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
-            continue;
-        }
         match read_journal_start(&path, generation)? {
-            Ok(journal) => found = Some(journal),
+            Ok(journal) => chain.push(journal),
             Err((offset, reason)) => {
-                if i + 1 < generations.len() {
-                    // A checkpoint that crashed before its new journal was complete: the
-                    // previous journal is still authoritative.
+                if i + 1 == count && i > 0 {
                     tracing::warn!(path = %path.display(), %reason, "discarding incomplete new journal");
                     std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+                    sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
                 } else {
                     return Err(StorageError::corrupt(&path, offset, reason));
                 }
             }
         }
     }
+    if chain.last().is_some_and(|newest| newest.version < 2) {
+        let newest = chain.pop().expect("checked above");
+        for superseded in chain.drain(..) {
+            std::fs::remove_file(&superseded.path)
+                .map_err(|e| StorageError::io(&superseded.path, e))?;
+        }
+        chain.push(newest);
+    }
+    let found = chain.pop();
     if let Some(found) = found {
-        return Ok(found);
+        chain.push(found);
+        return Ok(chain);
     }
     // A new store.
     let path = journal::journal_path(dir, 1);
@@ -197,14 +292,15 @@ fn open_journal(layer: &dyn WriteLayer, dir: &Path) -> Result<FoundJournal, Stor
         .sync_data(&file)
         .map_err(|e| StorageError::io(&path, e))?;
     sync_dir(dir).map_err(|e| StorageError::io(dir, e))?;
-    Ok(FoundJournal {
+    Ok(vec![FoundJournal {
         file,
         path,
         generation: 1,
+        version: format::FORMAT_VERSION,
         checkpoint: Vec::new(),
         units_start: bytes.len() as u64,
         next_commit: 1,
-    })
+    }])
 }
 
 /// Header and checkpoint unit of one journal; the inner error says why it is not usable.
@@ -224,8 +320,8 @@ fn read_journal_start(
         .len();
     let mut reader = ChunkReader::new(&file, len);
     let io = |e| StorageError::io(path, e);
-    let header = match reader.get(0, FILE_HEADER_LEN).map_err(io)? {
-        Ok(bytes) => match format::decode_file_header(&bytes) {
+    let (header, version) = match reader.get(0, FILE_HEADER_LEN).map_err(io)? {
+        Ok(bytes) => match format::decode_file_header_version(&bytes) {
             Ok(header) => header,
             Err(e) => return Ok(Err((0, e.to_string()))),
         },
@@ -251,6 +347,7 @@ fn read_journal_start(
         file,
         path: path.to_path_buf(),
         generation,
+        version,
         checkpoint,
         units_start: at + unit.0.unit_len() as u64,
         next_commit: unit.0.commit_no + 1,
@@ -469,31 +566,37 @@ fn recover_log(
     Ok(Some((files, salvage)))
 }
 
-/// Re-applies the journal's units after the checkpoint to the segments.
-fn replay(journal: &mut Journal) -> Result<(), StorageError> {
-    let path = journal.path.clone();
-    let file_len = journal
-        .file
+/// Re-applies one journal's units after its checkpoint (from `start`, expecting commit
+/// `next_commit` first) to the segments. Returns where the valid units end and the commit
+/// number after the last one. A torn tail is cut off the newest journal (it is written
+/// next); on an older one it is left alone (the next checkpoint deletes that journal),
+/// and the caller's commit-number check against the next journal tells whether a unit is
+/// missing.
+fn replay(
+    journal: &mut Journal,
+    file: &File,
+    path: &Path,
+    start: u64,
+    mut next_commit: u64,
+    newest: bool,
+) -> Result<(u64, u64), StorageError> {
+    let file_len = file
         .metadata()
-        .map_err(|e| StorageError::io(&path, e))?
+        .map_err(|e| StorageError::io(path, e))?
         .len();
-    let file = journal
-        .file
-        .try_clone()
-        .map_err(|e| StorageError::io(&path, e))?;
-    let mut reader = ChunkReader::new(&file, file_len);
-    let mut offset = journal.len;
+    let mut reader = ChunkReader::new(file, file_len);
+    let mut offset = start;
     let mut replayed = 0u64;
     let bad = loop {
         if offset == file_len {
             break None;
         }
         let (header, unit) =
-            match read_unit(&mut reader, offset).map_err(|e| StorageError::io(&path, e))? {
+            match read_unit(&mut reader, offset).map_err(|e| StorageError::io(path, e))? {
                 Ok(unit) => unit,
                 Err(e) => break Some((offset, e.to_string())),
             };
-        if header.kind != format::UNIT_FRAMES || header.commit_no != journal.next_commit {
+        if header.kind != format::UNIT_FRAMES || header.commit_no != next_commit {
             break Some((
                 offset,
                 format!(
@@ -509,7 +612,7 @@ fn replay(journal: &mut Journal) -> Result<(), StorageError> {
                 .and_then(|h| format::verify_frame(&h, &frame).map(|()| h))
                 .map_err(|e| {
                     StorageError::corrupt(
-                        &path,
+                        path,
                         offset + at as u64,
                         format!("frame in a valid unit: {e}"),
                     )
@@ -521,11 +624,11 @@ fn replay(journal: &mut Journal) -> Result<(), StorageError> {
                 continue;
             };
             if frame_header.end_sequence() <= files.next_sequence {
-                continue; // already in the segment
+                continue; // already in the segment (or replayed from an older journal)
             }
             if frame_header.first_sequence != files.next_sequence {
                 return Err(StorageError::corrupt(
-                    &path,
+                    path,
                     offset + (at - frame_header.frame_len()) as u64,
                     format!(
                         "journal frame of log {} starts at {} but its segments end at {}",
@@ -552,33 +655,36 @@ fn replay(journal: &mut Journal) -> Result<(), StorageError> {
             replayed += 1;
         }
         offset += header.unit_len() as u64;
-        journal.next_commit += 1;
+        next_commit += 1;
     };
     if let Some((bad_offset, reason)) = bad {
-        if let Some(later) = find_later_unit(&mut reader, bad_offset, file_len, journal.next_commit)
-            .map_err(|e| StorageError::io(&path, e))?
+        if let Some(later) = find_later_unit(&mut reader, bad_offset, file_len, next_commit)
+            .map_err(|e| StorageError::io(path, e))?
         {
             return Err(StorageError::corrupt(
-                &path,
+                path,
                 bad_offset,
                 format!("{reason}; a valid unit follows at offset {later}"),
             ));
         }
-        tracing::warn!(path = %path.display(), offset = bad_offset, %reason, "truncating torn journal tail");
-        journal
-            .layer
-            .set_len(&file, bad_offset)
-            .map_err(|e| StorageError::io(&path, e))?;
-        journal
-            .layer
-            .sync_data(&file)
-            .map_err(|e| StorageError::io(&path, e))?;
+        if newest {
+            tracing::warn!(path = %path.display(), offset = bad_offset, %reason, "truncating torn journal tail");
+            journal
+                .layer
+                .set_len(file, bad_offset)
+                .map_err(|e| StorageError::io(path, e))?;
+            journal
+                .layer
+                .sync_data(file)
+                .map_err(|e| StorageError::io(path, e))?;
+        } else {
+            tracing::warn!(path = %path.display(), offset = bad_offset, %reason, "ignoring invalid bytes at the end of an old journal");
+        }
     }
-    journal.len = offset;
     if replayed > 0 {
         tracing::info!(frames = replayed, journal = %path.display(), "replayed journal into segments");
     }
-    Ok(())
+    Ok((offset, next_commit))
 }
 
 /// Looks for a checksum-valid unit at any offset after a bad one. Only commit numbers at

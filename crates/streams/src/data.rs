@@ -201,10 +201,25 @@ impl Streams {
         for attempt in 0..=RESHARD_RETRIES {
             encrypted = view.meta.encryption_key.is_some();
             let flags = if encrypted { FLAG_ENCRYPTED } else { 0 };
-            // Group by shard, preserving request order within each group.
+            // Group by shard, preserving request order within each group; entries over
+            // their shard's quota (when emulated) fail alone, as AWS reports them.
             let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
             for &i in &pending {
-                let shard = view.route(hashes[i]).index;
+                let routed = view.route(hashes[i]);
+                let size = entries[i].partition_key.len() + entries[i].data.len();
+                if !self.inner.throttle.admit_write(routed.log_id, size) {
+                    results[i] = Some(PutResult::Failed {
+                        error_code: "ProvisionedThroughputExceededException",
+                        error_message: format!(
+                            "Rate exceeded for shard {} in stream {} under account {}.",
+                            ShardId(routed.index),
+                            view.meta.name,
+                            self.account()
+                        ),
+                    });
+                    continue;
+                }
+                let shard = routed.index;
                 match groups.iter_mut().find(|(s, _)| *s == shard) {
                     Some((_, members)) => members.push(i),
                     None => groups.push((shard, vec![i])),
@@ -349,6 +364,14 @@ impl Streams {
             .and_then(|id| view.shard(id))
             .filter(|s| !view.is_expired(s, now_ms()))
             .ok_or_else(|| self.shard_not_found(shard_text, &name))?;
+        if !self.inner.throttle.admit_iterator(shard.log_id) {
+            return Err(StreamsError::ThroughputExceeded(format!(
+                "Rate exceeded for shard {} in stream {} under account {}.",
+                ShardId(shard.index),
+                name,
+                self.account()
+            )));
+        }
         let position = self
             .start_position(
                 &view,
@@ -528,6 +551,13 @@ impl Streams {
             .shard(shard_id)
             .filter(|s| !view.is_expired(s, now))
             .ok_or_else(|| self.shard_not_found(&shard_id.to_string(), &view.meta.name))?;
+        if !self.inner.throttle.admit_read(shard.log_id) {
+            return Err(StreamsError::ThroughputExceeded(format!(
+                "Rate exceeded for Shard - {shard_id} in stream {} under account {}.",
+                view.meta.name,
+                self.account()
+            )));
+        }
         let limit = limit
             .unwrap_or(GET_RECORDS_LIMIT_MAX)
             .min(GET_RECORDS_LIMIT_MAX);
@@ -541,6 +571,10 @@ impl Streams {
                 GET_RECORDS_BYTES_MAX,
             )
             .await?;
+        let returned_bytes: usize = stored.iter().map(|r| r.key.len() + r.data.len()).sum();
+        self.inner
+            .throttle
+            .charge_read(shard.log_id, returned_bytes);
         let cutoff = now.saturating_sub(view.retention_ms());
         let next_position = stored
             .last()

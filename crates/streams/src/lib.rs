@@ -26,6 +26,7 @@ mod lifecycle;
 mod meta;
 mod reshard;
 mod subscription;
+mod throttle;
 mod time;
 mod token;
 
@@ -73,6 +74,8 @@ pub struct StreamsConfig {
     pub subscription_lifetime: Duration,
     /// How often an idle subscription sends an empty event.
     pub subscription_heartbeat: Duration,
+    /// Emulate AWS's per-shard throughput quotas (ProvisionedThroughputExceededException).
+    pub throughput_limits: bool,
 }
 
 impl StreamsConfig {
@@ -87,6 +90,7 @@ impl StreamsConfig {
             expose_stream_id: false,
             subscription_lifetime: Duration::from_secs(300),
             subscription_heartbeat: Duration::from_secs(3),
+            throughput_limits: false,
         }
     }
 
@@ -224,6 +228,7 @@ pub(crate) struct Inner {
     registry_lock: tokio::sync::Mutex<()>,
     account: parking_lot::Mutex<AccountSettings>,
     subscriptions: subscription::SubscriptionRegistry,
+    throttle: throttle::Throttle,
     /// Flipped once at shutdown so long-lived subscriptions end and connections can drain.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -287,6 +292,7 @@ impl Streams {
                 store.delete_log(log).await?;
             }
         }
+        let throttle = throttle::Throttle::new(config.throughput_limits);
         let streams = Streams {
             inner: Arc::new(Inner {
                 config,
@@ -298,6 +304,7 @@ impl Streams {
                 registry_lock: tokio::sync::Mutex::new(()),
                 account: parking_lot::Mutex::new(account),
                 subscriptions: subscription::SubscriptionRegistry::default(),
+                throttle,
                 shutdown: tokio::sync::watch::channel(false).0,
             }),
         };

@@ -41,6 +41,8 @@ pub enum ClientCommand {
     Tail(records::TailArgs),
     /// Print a range of records of a stream.
     Get(records::GetArgs),
+    /// Load-test a server: throughput, latency, read-back verification (see BENCHMARKS.md).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// How to reach the server and how to print; shared by every client command.
@@ -103,5 +105,6 @@ pub async fn run(command: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Put(args) => put::run(args).await,
         ClientCommand::Tail(args) => records::tail(args).await,
         ClientCommand::Get(args) => records::get(args).await,
+        ClientCommand::Bench(args) => crate::bench::run(args).await,
     }
 }

@@ -1,8 +1,10 @@
 //! Integration tests: a real `millstream serve` process driven by real AWS clients.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap freely too
 
+mod bench_tool;
 mod cli_commands;
 mod cli_observability;
+mod lifecycle_delays;
 mod python_clients;
 mod restart;
 mod sdk_control;
@@ -10,5 +12,6 @@ mod sdk_data;
 mod sdk_fanout;
 mod sdk_reshard;
 mod support;
+mod throttle;
 mod transport;
 mod wire;

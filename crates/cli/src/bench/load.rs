@@ -1,0 +1,311 @@
+//! Producers: PutRecords / PutRecord workers, one request in flight each, until a deadline
+//! or a record budget runs out; and the fixed-rate producer of the latency scenario.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use hdrhistogram::Histogram;
+
+use super::payload::{Payloads, SplitMix};
+use super::stats;
+use super::verify::Acks;
+
+/// Pause after a failed request, so a dead server is not hammered in a tight loop.
+const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+/// What every producer shares.
+pub struct Target {
+    pub client: Client,
+    pub stream: String,
+    /// Shard id -> index in the sorted shard list.
+    pub shard_index: HashMap<String, u32>,
+    pub payloads: Payloads,
+    /// Time base of the send timestamps inside payloads.
+    pub epoch: Instant,
+    /// Distinct partition keys; 0 = a random key per record.
+    pub key_spread: u64,
+}
+
+impl Target {
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn key(&self, rng: &mut SplitMix) -> String {
+        let value = rng.next_u64();
+        if self.key_spread == 0 {
+            format!("{value:016x}")
+        } else {
+            format!("key-{}", value % self.key_spread)
+        }
+    }
+
+    fn shard(&self, shard_id: &str) -> u32 {
+        self.shard_index.get(shard_id).copied().unwrap_or(u32::MAX)
+    }
+}
+
+/// The totals of one or more producers.
+pub struct Produced {
+    pub acks: Acks,
+    pub records: u64,
+    pub bytes: u64,
+    pub failed: u64,
+    pub requests: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub latency: Histogram<u64>,
+}
+
+impl Produced {
+    fn new() -> Produced {
+        Produced {
+            acks: Acks::default(),
+            records: 0,
+            bytes: 0,
+            failed: 0,
+            requests: 0,
+            errors: BTreeMap::new(),
+            latency: stats::histogram(),
+        }
+    }
+
+    pub fn merge(&mut self, other: Produced) {
+        self.acks.merge(other.acks);
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.failed += other.failed;
+        self.requests += other.requests;
+        for (kind, count) in other.errors {
+            *self.errors.entry(kind).or_default() += count;
+        }
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+    }
+
+    fn error(&mut self, kind: String) {
+        *self.errors.entry(kind).or_default() += 1;
+    }
+}
+
+pub fn error_kind<E, R>(error: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata,
+{
+    use aws_sdk_kinesis::error::SdkError;
+    match error {
+        SdkError::ServiceError(context) => context
+            .err()
+            .code()
+            .unwrap_or("UnknownServiceError")
+            .to_owned(),
+        SdkError::TimeoutError(_) => "timeout".to_owned(),
+        SdkError::DispatchFailure(_) => "connection".to_owned(),
+        SdkError::ResponseError(_) => "bad response".to_owned(),
+        _ => "request".to_owned(),
+    }
+}
+
+/// How many records are left to send across all workers.
+pub struct Budget {
+    remaining: AtomicU64,
+    pub deadline: Instant,
+}
+
+impl Budget {
+    pub fn new(records: u64, deadline: Instant) -> Budget {
+        Budget {
+            remaining: AtomicU64::new(records),
+            deadline,
+        }
+    }
+
+    /// Claims up to `want` records; 0 when the budget or the time is up.
+    fn claim(&self, want: u64) -> u64 {
+        if Instant::now() >= self.deadline {
+            return 0;
+        }
+        let mut current = self.remaining.load(Ordering::Relaxed);
+        loop {
+            let take = current.min(want);
+            if take == 0 {
+                return 0;
+            }
+            match self.remaining.compare_exchange_weak(
+                current,
+                current - take,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return take,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
+/// One worker: `batch` 0 sends PutRecord, otherwise PutRecords of up to `batch` records.
+/// `verify` keeps every acknowledgement for read-back; `progress` counts acknowledged records.
+pub async fn put_worker(
+    target: Arc<Target>,
+    worker: u64,
+    batch: usize,
+    budget: Arc<Budget>,
+    verify: bool,
+    progress: Arc<AtomicU64>,
+) -> Produced {
+    let mut out = Produced::new();
+    let mut rng = SplitMix(0xB0B0_0000 ^ worker.wrapping_mul(0x1234_5678_9ABC_DEF1));
+    let mut counter = 0u64;
+    let want = batch.max(1) as u64;
+    loop {
+        let count = budget.claim(want);
+        if count == 0 {
+            break;
+        }
+        let ids: Vec<u64> = (0..count)
+            .map(|_| {
+                counter += 1;
+                (worker << 40) | counter
+            })
+            .collect();
+        let sent = put_ids(&target, &ids, batch == 0, &mut rng, verify, &mut out).await;
+        progress.fetch_add(sent, Ordering::Relaxed);
+        if sent == 0 && Instant::now() < budget.deadline {
+            tokio::time::sleep(ERROR_BACKOFF).await;
+        }
+    }
+    out
+}
+
+/// Sends `ids` as one PutRecords (or one PutRecord when `single`); returns how many were
+/// acknowledged.
+pub async fn put_ids(
+    target: &Target,
+    ids: &[u64],
+    single: bool,
+    rng: &mut SplitMix,
+    verify: bool,
+    out: &mut Produced,
+) -> u64 {
+    let size = target.payloads.size() as u64;
+    let sent_us = target.now_us();
+    out.requests += 1;
+    if single {
+        let id = ids[0];
+        let started = Instant::now();
+        let result = target
+            .client
+            .put_record()
+            .stream_name(&target.stream)
+            .partition_key(target.key(rng))
+            .data(Blob::new(target.payloads.build(id, sent_us)))
+            .send()
+            .await;
+        stats::record(&mut out.latency, started.elapsed());
+        return match result {
+            Ok(response) => {
+                if verify {
+                    let shard = target.shard(response.shard_id());
+                    out.acks.ack(id, shard, response.sequence_number());
+                }
+                out.records += 1;
+                out.bytes += size;
+                1
+            }
+            Err(error) => {
+                out.error(error_kind(&error));
+                if verify {
+                    out.acks.uncertain(id);
+                }
+                0
+            }
+        };
+    }
+    let entries: Vec<PutRecordsRequestEntry> = ids
+        .iter()
+        .map(|&id| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(target.payloads.build(id, sent_us)))
+                .partition_key(target.key(rng))
+                .build()
+                .expect("data and partition key are set")
+        })
+        .collect();
+    let started = Instant::now();
+    let result = target
+        .client
+        .put_records()
+        .stream_name(&target.stream)
+        .set_records(Some(entries))
+        .send()
+        .await;
+    stats::record(&mut out.latency, started.elapsed());
+    match result {
+        Ok(response) => {
+            let mut acked = 0;
+            for (&id, entry) in ids.iter().zip(response.records()) {
+                match (entry.shard_id(), entry.sequence_number()) {
+                    (Some(shard), Some(sequence)) => {
+                        if verify {
+                            out.acks.ack(id, target.shard(shard), sequence);
+                        }
+                        acked += 1;
+                    }
+                    _ => {
+                        out.failed += 1;
+                        out.error(entry.error_code().unwrap_or("FailedRecord").to_owned());
+                    }
+                }
+            }
+            out.records += acked;
+            out.bytes += acked * size;
+            acked
+        }
+        Err(error) => {
+            out.error(error_kind(&error));
+            if verify {
+                for &id in ids {
+                    out.acks.uncertain(id);
+                }
+            }
+            0
+        }
+    }
+}
+
+/// The latency scenario's producer: `batch` records every `period` until `until`, skipping
+/// ticks that a slow request overran.
+pub async fn paced_producer(
+    target: Arc<Target>,
+    worker: u64,
+    batch: usize,
+    period: Duration,
+    until: Instant,
+    progress: Arc<AtomicU64>,
+) -> Produced {
+    let mut out = Produced::new();
+    let mut rng = SplitMix(0xE2E0_0000 ^ worker.wrapping_mul(0x1234_5678_9ABC_DEF1));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut counter = 0u64;
+    loop {
+        ticker.tick().await;
+        if Instant::now() >= until {
+            break;
+        }
+        let ids: Vec<u64> = (0..batch.max(1))
+            .map(|_| {
+                counter += 1;
+                (worker << 40) | counter
+            })
+            .collect();
+        let sent = put_ids(&target, &ids, batch <= 1, &mut rng, true, &mut out).await;
+        progress.fetch_add(sent, Ordering::Relaxed);
+    }
+    out
+}

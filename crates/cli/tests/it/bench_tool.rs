@@ -1,0 +1,174 @@
+//! `millstream bench` as a subprocess against a real server, every scenario for about a
+//! second with tiny volumes: the JSON report parses, the numbers add up and read-back
+//! verification passes. (The verifier's failure cases are unit tests in
+//! `src/bench/verify.rs`, on doctored record sets.)
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::cli_commands::wait_output;
+use crate::support::TestServer;
+
+/// Runs `millstream bench <args> --json FILE --server-pid PID` and returns the report.
+fn bench(server: &TestServer, args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let pid = server_pid(server);
+    let child = Command::new(env!("CARGO_BIN_EXE_millstream"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(&report)
+        .arg("--server-pid")
+        .arg(&pid)
+        .env("MILLSTREAM_ENDPOINT", &server.endpoint)
+        .env_remove("MILLSTREAM_OUTPUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run millstream bench");
+    let output = wait_output(child);
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("millstream bench"),
+        "human report: {stdout}"
+    );
+    let text = std::fs::read_to_string(&report).expect("the JSON report is written");
+    let report: Value = serde_json::from_str(&text).expect("the JSON report parses");
+    assert_eq!(report["tool"], "millstream bench");
+    assert!(report["hardware"]["nproc"].as_u64().unwrap() >= 1);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(
+        report["server"]["vm_hwm_mb"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    report
+}
+
+/// The server's pid, found by its port in /proc (TestServer does not expose its child).
+fn server_pid(server: &TestServer) -> String {
+    let output = Command::new("pgrep")
+        .arg("-f")
+        .arg(format!(
+            "millstream serve --port 0 --data-dir {}",
+            server.data_dir.display()
+        ))
+        .output()
+        .expect("pgrep");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .next()
+        .expect("the server's pid")
+        .trim()
+        .to_owned()
+}
+
+fn acknowledged(report: &Value) -> u64 {
+    report["put"]["records"].as_u64().unwrap()
+}
+
+#[test]
+fn bench_put_reports_throughput_and_latency() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &[
+            "put", "-c", "2", "-b", "50", "-s", "200", "-d", "1", "-n", "2000",
+        ],
+    );
+    assert_eq!(report["scenario"], "put");
+    assert!(acknowledged(&report) > 0);
+    assert!(acknowledged(&report) <= 2000);
+    assert_eq!(report["put"]["failed_records"], 0);
+    assert!(report["put"]["records_per_s"].as_f64().unwrap() > 0.0);
+    assert!(report["put"]["latency_ms"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["put"]["resources"]["server_cpu_s"].is_number());
+}
+
+#[test]
+fn bench_single_puts_one_record_per_request() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &["single", "-c", "2", "-s", "100", "-d", "1", "-n", "300"],
+    );
+    assert_eq!(
+        acknowledged(&report),
+        report["put"]["requests"].as_u64().unwrap()
+    );
+    assert!(acknowledged(&report) > 0);
+}
+
+#[test]
+fn bench_get_reads_back_and_verifies_every_record() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &[
+            "get", "-c", "3", "-b", "100", "-s", "300", "-k", "7", "-d", "1", "-n", "3000",
+            "--shards", "3",
+        ],
+    );
+    let acked = acknowledged(&report);
+    assert!(acked > 0);
+    assert_eq!(report["verify"]["ok"], true, "{report:#}");
+    assert_eq!(report["verify"]["acked"].as_u64().unwrap(), acked);
+    assert_eq!(report["read"]["records"].as_u64().unwrap(), acked);
+    assert_eq!(report["read"]["bytes"].as_u64().unwrap(), acked * 300);
+    assert_eq!(report["shards"], 3);
+}
+
+#[test]
+fn bench_e2e_measures_put_to_consume_latency_polling_and_pushed() {
+    let server = TestServer::start();
+    for consumer in ["poll", "efo"] {
+        let report = bench(
+            &server,
+            &[
+                "e2e",
+                "--rate",
+                "200",
+                "-b",
+                "5",
+                "-d",
+                "1",
+                "--drain",
+                "5",
+                "--consumer",
+                consumer,
+                "--shards",
+                "2",
+            ],
+        );
+        let acked = acknowledged(&report);
+        assert!(acked > 50, "{consumer}: {report:#}");
+        assert_eq!(report["e2e"]["consumer"], consumer);
+        assert_eq!(report["e2e"]["lost"], 0, "{consumer}: {report:#}");
+        assert_eq!(report["e2e"]["latency_ms"]["n"].as_u64().unwrap(), acked);
+        assert!(report["e2e"]["latency_ms"]["max_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn bench_refuses_non_loopback_endpoints() {
+    let output = Command::new(env!("CARGO_BIN_EXE_millstream"))
+        .args([
+            "bench",
+            "--endpoint",
+            "http://192.0.2.1:4567",
+            "put",
+            "-d",
+            "1",
+        ])
+        .output()
+        .expect("run millstream bench");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
