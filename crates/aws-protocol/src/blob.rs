@@ -67,6 +67,13 @@ impl<'de> Deserialize<'de> for Blob {
 /// (`'<value>' can not be converted to a Blob: <reason>`). Checks run in AWS's order:
 /// length, alphabet, canonical final character.
 pub fn decode_base64_strict(text: &str) -> Result<Bytes, String> {
+    // Fast path: the base64 crate's STANDARD engine is exactly as strict (canonical padding,
+    // no trailing bits, padding only at the end), so whatever it accepts passes every check
+    // below. The per-character walk runs only to word AWS's message for bad input; running
+    // it first cost ~4 us of server CPU per 1 KiB record (BENCHMARKS.md).
+    if let Ok(bytes) = STANDARD.decode(text) {
+        return Ok(Bytes::from(bytes));
+    }
     let fail = |reason: String| format!("'{text}' can not be converted to a Blob: {reason}");
     let len = text.chars().count();
     if !len.is_multiple_of(4) {
@@ -133,6 +140,28 @@ impl<'de> Visitor<'de> for BlobVisitor {
 
     fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Blob, A::Error> {
         Err(de::Error::custom(type_mismatch::START_OF_STRUCTURE))
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn canonical_base64_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let text = STANDARD.encode(&bytes);
+            prop_assert_eq!(decode_base64_strict(&text).unwrap().to_vec(), bytes);
+        }
+
+        #[test]
+        fn rejections_still_carry_aws_messages(text in "[A-Za-z0-9+/=!]{1,12}") {
+            if let Err(message) = decode_base64_strict(&text) {
+                let expected_prefix = format!("'{text}' can not be converted to a Blob: ");
+                prop_assert!(message.starts_with(&expected_prefix));
+            }
+        }
     }
 }
 
