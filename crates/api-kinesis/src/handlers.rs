@@ -1,6 +1,5 @@
 //! One method per operation: convert the input, call the domain, build the output.
 
-use millstream_aws_protocol::Blob;
 use millstream_streams::{
     CreateStream, IteratorType, ListShardsRequest, PutEntry, PutResult, ShardFilter, StreamMode,
     Streams, now_ms,
@@ -327,32 +326,14 @@ impl Handlers<'_> {
             .await?;
         telemetry::get_records(&outcome.view, outcome.shard_id, &outcome, started.elapsed());
         Ok(GetRecordsOutput {
-            records: Some(
-                outcome
-                    .records
-                    .into_iter()
-                    .map(|r| Record {
-                        sequence_number: Some(r.sequence_number),
-                        approximate_arrival_timestamp: timestamp(r.arrival_ms),
-                        data: Some(Blob(r.data)),
-                        partition_key: Some(r.partition_key),
-                        encryption_type: r.encrypted.then(|| "KMS".to_string()),
-                    })
-                    .collect(),
-            ),
+            records: Some(outcome.records.into_iter().map(convert::record).collect()),
             next_shard_iterator: outcome.next_shard_iterator,
             millis_behind_latest: Some(outcome.millis_behind_latest as i64),
             child_shards: (!outcome.child_shards.is_empty()).then(|| {
                 outcome
                     .child_shards
                     .into_iter()
-                    .map(|c| ChildShard {
-                        shard_id: Some(c.shard_id.to_string()),
-                        parent_shards: Some(
-                            c.parent_shards.iter().map(|p| p.to_string()).collect(),
-                        ),
-                        hash_key_range: Some(convert::hash_range(c.start_hash, c.end_hash)),
-                    })
+                    .map(convert::child_shard)
                     .collect()
             }),
         })
