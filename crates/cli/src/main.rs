@@ -67,6 +67,9 @@ struct ServeArgs {
     /// Durability: `always` (fsync before acknowledging), `interval:<ms>` or `never`.
     #[arg(long, env = "MILLSTREAM_SYNC")]
     sync: Option<String>,
+    /// MiB of memory for recently written records served without touching disk [default: 256].
+    #[arg(long, env = "MILLSTREAM_CACHE_MIB")]
+    cache_mib: Option<u64>,
     /// Account-wide shard quota [default: 20000].
     #[arg(long, env = "MILLSTREAM_SHARD_LIMIT")]
     shard_limit: Option<u32>,
@@ -101,6 +104,7 @@ impl ServeArgs {
             delete_stream_ms: self.delete_stream_ms,
             update_stream_ms: self.update_stream_ms,
             sync: self.sync.clone(),
+            cache_mib: self.cache_mib,
             shard_limit: self.shard_limit,
             tls: self.tls.then_some(true),
             tls_cert: self.tls_cert.clone(),

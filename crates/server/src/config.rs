@@ -22,6 +22,8 @@ pub struct Settings {
     pub update_stream_ms: Option<u64>,
     /// `always` (fsync every group commit, the default), `interval:<ms>` or `never`.
     pub sync: Option<String>,
+    /// Memory for recently written records served to readers without touching disk (MiB).
+    pub cache_mib: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub shard_limit: Option<u32>,
     pub expose_stream_id: Option<bool>,
@@ -64,6 +66,7 @@ impl Settings {
             delete_stream_ms: self.delete_stream_ms.or(fallback.delete_stream_ms),
             update_stream_ms: self.update_stream_ms.or(fallback.update_stream_ms),
             sync: self.sync.or(fallback.sync),
+            cache_mib: self.cache_mib.or(fallback.cache_mib),
             max_body_bytes: self.max_body_bytes.or(fallback.max_body_bytes),
             shard_limit: self.shard_limit.or(fallback.shard_limit),
             expose_stream_id: self.expose_stream_id.or(fallback.expose_stream_id),
@@ -102,6 +105,7 @@ pub struct ServerConfig {
     pub delete_delay: Duration,
     pub update_delay: Duration,
     pub sync_policy: SyncPolicy,
+    pub cache_bytes: u64,
     pub max_body_bytes: usize,
     pub shard_limit: u32,
     pub expose_stream_id: bool,
@@ -140,6 +144,22 @@ fn parse_sync(text: &str) -> Result<SyncPolicy, ConfigError> {
                 ))
             }),
     }
+}
+
+/// Default record cache: enough for seconds of full-speed ingest on every shard.
+pub const DEFAULT_CACHE_MIB: u64 = 256;
+const CACHE_MIB_RANGE: std::ops::RangeInclusive<u64> = 16..=65_536;
+
+fn cache_bytes(value: Option<u64>) -> Result<u64, ConfigError> {
+    let mib = value.unwrap_or(DEFAULT_CACHE_MIB);
+    if !CACHE_MIB_RANGE.contains(&mib) {
+        return Err(ConfigError(format!(
+            "cache_mib: must be between {} and {}, got {mib}",
+            CACHE_MIB_RANGE.start(),
+            CACHE_MIB_RANGE.end()
+        )));
+    }
+    Ok(mib << 20)
 }
 
 fn delay(key: &str, value: Option<u64>) -> Result<Duration, ConfigError> {
@@ -228,6 +248,7 @@ impl ServerConfig {
             delete_delay: delay("delete_stream_ms", settings.delete_stream_ms)?,
             update_delay: delay("update_stream_ms", settings.update_stream_ms)?,
             sync_policy: parse_sync(settings.sync.as_deref().unwrap_or("always"))?,
+            cache_bytes: cache_bytes(settings.cache_mib)?,
             max_body_bytes,
             shard_limit,
             expose_stream_id: settings.expose_stream_id.unwrap_or(false),
@@ -292,6 +313,13 @@ mod tests {
                 ..Default::default()
             })
             .starts_with("shard_limit:")
+        );
+        assert!(
+            bad(Settings {
+                cache_mib: Some(1),
+                ..Default::default()
+            })
+            .starts_with("cache_mib:")
         );
         assert!(
             Settings::from_toml("no_such_key = 1")

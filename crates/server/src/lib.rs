@@ -45,6 +45,7 @@ impl Server {
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let mut store_config = StoreConfig::new(config.data_dir.join("store"));
         store_config.sync_policy = config.sync_policy;
+        store_config.cache_bytes_max = config.cache_bytes;
         let store = Store::open(store_config)
             .await
             .context("opening the stream store")?;

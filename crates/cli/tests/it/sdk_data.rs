@@ -385,3 +385,45 @@ async fn binary_data_and_unicode_partition_keys_round_trip() {
     assert_eq!(records[0].partition_key(), Some("ключ-🔑"));
     assert!(records[1].data().as_ref().is_empty());
 }
+
+/// With a cache smaller than the data, older records come back from the segment files.
+#[tokio::test]
+async fn reads_beyond_a_small_cache_come_from_disk_intact() {
+    let server = TestServer::start_with(&["--cache-mib", "16"]);
+    let client = server.client();
+    create(&client, "spill", 1).await;
+    let mut sent = 0u32;
+    for batch in 0u32..48 {
+        let entries: Vec<PutRecordsRequestEntry> = (0u32..500)
+            .map(|i| {
+                let mut data = vec![(batch % 251) as u8; 1024];
+                data[..8].copy_from_slice(&u64::from(batch * 500 + i).to_be_bytes());
+                PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(Blob::new(data))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let output = client
+            .put_records()
+            .stream_name("spill")
+            .set_records(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(output.failed_record_count(), Some(0));
+        sent += 500;
+    }
+    // 24,000 records of 1 KiB: more than the 16 MiB cache holds.
+    let records = read_all(&client, "spill", "shardId-000000000000").await;
+    assert_eq!(records.len() as u32, sent);
+    for (expected, record) in records.iter().enumerate() {
+        let data = record.data().as_ref();
+        assert_eq!(
+            u64::from_be_bytes(data[..8].try_into().unwrap()),
+            expected as u64
+        );
+        assert_eq!(data[8], ((expected / 500) % 251) as u8);
+    }
+}
