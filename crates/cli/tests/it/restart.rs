@@ -2,9 +2,9 @@
 //! SIGKILL and SIGTERM.
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, trim_horizon_iterator};
 
 #[tokio::test]
 async fn acknowledged_records_and_iterators_survive_kill_9() {
@@ -44,16 +44,7 @@ async fn acknowledged_records_and_iterators_survive_kill_9() {
             ));
         }
     }
-    let before = client
-        .get_shard_iterator()
-        .stream_name("durable")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    let before = trim_horizon_iterator(&client, "durable", "shardId-000000000000").await;
 
     server.crash_and_restart();
     let client = server.client();
@@ -75,16 +66,7 @@ async fn acknowledged_records_and_iterators_survive_kill_9() {
         assert_eq!(record.data().as_ref(), ack.2.as_bytes());
     }
     // And a fresh one sees the other shard's records exactly once.
-    let after = client
-        .get_shard_iterator()
-        .stream_name("durable")
-        .shard_id("shardId-000000000001")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    let after = trim_horizon_iterator(&client, "durable", "shardId-000000000001").await;
     let page = client
         .get_records()
         .shard_iterator(&after)
@@ -168,16 +150,7 @@ async fn sigterm_shuts_down_promptly_and_restart_recovers_everything() {
     assert_eq!(shards.shards().len(), 3, "the split survived");
     let mut total = 0;
     for shard in ["shardId-000000000001", "shardId-000000000002"] {
-        let iterator = client
-            .get_shard_iterator()
-            .stream_name("graceful")
-            .shard_id(shard)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
+        let iterator = trim_horizon_iterator(&client, "graceful", shard).await;
         total += client
             .get_records()
             .shard_iterator(iterator)

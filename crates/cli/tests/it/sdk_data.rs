@@ -3,7 +3,7 @@
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, trim_horizon_iterator};
 
 async fn create(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
     client
@@ -327,16 +327,7 @@ async fn get_records_honours_limit_and_never_reuses_iterators() {
         .send()
         .await
         .unwrap();
-    let mut iterator = client
-        .get_shard_iterator()
-        .stream_name("paged")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    let mut iterator = trim_horizon_iterator(&client, "paged", "shardId-000000000000").await;
     let mut seen = 0;
     for expected in [10, 10, 5, 0] {
         let page = client

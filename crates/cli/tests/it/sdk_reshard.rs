@@ -1,9 +1,9 @@
 //! Resharding through the AWS SDK for Rust: parents read to their end, then children.
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{ScalingType, Shard, ShardFilter, ShardFilterType, ShardIteratorType};
+use aws_sdk_kinesis::types::{ScalingType, Shard, ShardFilter, ShardFilterType};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, trim_horizon_iterator};
 
 async fn put(client: &aws_sdk_kinesis::Client, stream: &str, hash: u128, data: &str) -> String {
     client
@@ -25,16 +25,7 @@ async fn drain_closed(
     stream: &str,
     shard: &str,
 ) -> (Vec<String>, Vec<String>) {
-    let mut iterator = client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    let mut iterator = trim_horizon_iterator(client, stream, shard).await;
     let mut data = Vec::new();
     for _ in 0..10 {
         let page = client

@@ -223,3 +223,21 @@ pub fn json_request(port: u16, operation: &str, body: serde_json::Value) -> RawR
         true,
     )
 }
+
+/// A TRIM_HORIZON iterator for one shard (the start of most read-back checks).
+pub async fn trim_horizon_iterator(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+) -> String {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap()
+}

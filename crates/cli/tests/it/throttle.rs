@@ -5,7 +5,7 @@ use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, trim_horizon_iterator};
 
 #[tokio::test]
 async fn over_quota_writes_fail_only_the_excess_entries() {
@@ -55,16 +55,7 @@ async fn over_quota_writes_fail_only_the_excess_entries() {
         }
     }
     // The stored entries are exactly the acknowledged ones.
-    let iterator = client
-        .get_shard_iterator()
-        .stream_name("quota")
-        .shard_id("shardId-000000000000")
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap();
+    let iterator = trim_horizon_iterator(&client, "quota", "shardId-000000000000").await;
     let page = client
         .get_records()
         .shard_iterator(iterator)
