@@ -104,11 +104,45 @@ def aws_member_order(member_names):
     return [name for _, name in indexed]
 
 
+# The regex crate has no look-around (it guarantees linear time). Each model pattern that
+# uses it is rewritten here, in Java syntax, to an equivalent without it; generation fails on
+# any other look-around so a new one cannot slip through unchecked.
+TAG_KEY_CHAR = "\\p{L}\\p{Z}\\p{N}_.:\\/=+\\-@%"
+LOOKAROUND_REWRITES = {
+    # Not blank: at least one non-whitespace character, no line terminators (Java's `.`).
+    "^(?!\\s*$).+": "[^\\n\\r]*[^ \\t\\n\\x0B\\f\\r][^\\n\\r]*",
+    # Tag keys over the class, not starting with `aws:`: spelled out as every way a string can
+    # differ from that prefix (empty, a proper prefix of it, or diverging at one of its chars).
+    "^(?!aws:)[" + TAG_KEY_CHAR + "]*$": "|".join(
+        [
+            "",
+            "[" + TAG_KEY_CHAR + "&&[^a]][" + TAG_KEY_CHAR + "]*",
+            "a",
+            "a[" + TAG_KEY_CHAR + "&&[^w]][" + TAG_KEY_CHAR + "]*",
+            "aw",
+            "aw[" + TAG_KEY_CHAR + "&&[^s]][" + TAG_KEY_CHAR + "]*",
+            "aws",
+            "aws[" + TAG_KEY_CHAR + "&&[^:]][" + TAG_KEY_CHAR + "]*",
+        ]
+    ),
+}
+# A DNS label that neither starts nor ends with `-`, written without look-around.
+JDBC_LABEL = ("(?!-)[A-Za-z0-9-]{1,63}(?<!-)", "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def without_lookaround(pattern):
+    pattern = LOOKAROUND_REWRITES.get(pattern, pattern).replace(*JDBC_LABEL)
+    if any(marker in pattern for marker in ("(?!", "(?=", "(?<!", "(?<=")):
+        sys.exit("model pattern %r uses look-around: add a rewrite to LOOKAROUND_REWRITES" % pattern)
+    return pattern
+
+
 def rust_regex(pattern):
     """Translate a model (Java) pattern to the regex crate, anchored for a full match.
 
     Java's \\d, \\s, \\S, \\w are ASCII-only; the regex crate's are Unicode-aware.
     """
+    pattern = without_lookaround(pattern)
     replacements = {
         "d": "[0-9]",
         "D": "[^0-9]",
@@ -491,7 +525,16 @@ class Generator:
             "};\n"
             "use millstream_aws_protocol::{Blob, Timestamp, Validate, ValidationErrors, ValidationValue};\n"
         ) % (self.botocore_version, self.service, self.api_version, self.model["metadata"].get("serviceFullName", self.service), self.api_version)
-        parts = [header, self.emit_operations()] + statics + structs + predicates
+        pattern_test = (
+            "#[cfg(test)]\nmod pattern_tests {\n"
+            "    /// Every model pattern compiles (they compile lazily, on first use).\n"
+            "    #[test]\n    fn every_model_pattern_compiles() {\n%s\n    }\n}\n"
+            % "\n".join(
+                "        std::sync::LazyLock::force(&super::PATTERN_%s);" % const_case(name)
+                for name in sorted(self.patterns)
+            )
+        )
+        parts = [header, self.emit_operations()] + statics + structs + predicates + [pattern_test]
         return "\n".join(parts)
 
 

@@ -4150,3 +4150,20 @@ fn valid_tag_value(value: &String) -> bool {
     let length = value.validation_length();
     length <= 256
 }
+
+#[cfg(test)]
+mod pattern_tests {
+    /// Every model pattern compiles (they compile lazily, on first use).
+    #[test]
+    fn every_model_pattern_compiles() {
+        std::sync::LazyLock::force(&super::PATTERN_CONSUMER_ARN);
+        std::sync::LazyLock::force(&super::PATTERN_CONSUMER_NAME);
+        std::sync::LazyLock::force(&super::PATTERN_HASH_KEY);
+        std::sync::LazyLock::force(&super::PATTERN_RESOURCE_ARN);
+        std::sync::LazyLock::force(&super::PATTERN_SEQUENCE_NUMBER);
+        std::sync::LazyLock::force(&super::PATTERN_SHARD_ID);
+        std::sync::LazyLock::force(&super::PATTERN_STREAM_ARN);
+        std::sync::LazyLock::force(&super::PATTERN_STREAM_ID);
+        std::sync::LazyLock::force(&super::PATTERN_STREAM_NAME);
+    }
+}

@@ -44,6 +44,44 @@ pub struct Settings {
     /// When non-empty, SigV4 signatures are verified against these credentials.
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    /// Firehose delivery: where S3 destinations write, the Lambda endpoint, table schemas.
+    pub firehose: Option<FirehoseSettings>,
+}
+
+/// `[firehose]` in the configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FirehoseSettings {
+    /// S3-compatible endpoint for S3 destinations (`https://s3.amazonaws.com`, MinIO, ...), or
+    /// `embedded` for buckets as directories under `<data_dir>/buckets/`. Unset: the
+    /// `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` variables if set, else embedded.
+    pub s3_endpoint: Option<String>,
+    /// Lambda Invoke API endpoint for transformation processors (`sam local start-lambda`
+    /// listens on http://127.0.0.1:3001); unset: AWS Lambda in the server's region.
+    pub lambda_endpoint: Option<String>,
+    /// Multiplies delivery retry back-offs; below 1 only for tests.
+    pub backoff_scale: Option<f64>,
+    /// Table schemas for record format conversion, in place of AWS Glue.
+    #[serde(default)]
+    pub tables: Vec<TableSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TableSettings {
+    pub database: String,
+    pub table: String,
+    pub columns: Vec<ColumnSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnSettings {
+    pub name: String,
+    /// A Hive type as Glue writes it: `string`, `int`, `bigint`, `double`, `timestamp`,
+    /// `array<string>`, `struct<a:int,b:string>`, ...
+    #[serde(rename = "type")]
+    pub hive_type: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -83,6 +121,19 @@ impl Settings {
             } else {
                 self.credentials
             },
+            firehose: match (self.firehose, fallback.firehose) {
+                (Some(flags), Some(file)) => Some(FirehoseSettings {
+                    s3_endpoint: flags.s3_endpoint.or(file.s3_endpoint),
+                    lambda_endpoint: flags.lambda_endpoint.or(file.lambda_endpoint),
+                    backoff_scale: flags.backoff_scale.or(file.backoff_scale),
+                    tables: if flags.tables.is_empty() {
+                        file.tables
+                    } else {
+                        flags.tables
+                    },
+                }),
+                (flags, file) => flags.or(file),
+            },
         }
     }
 
@@ -113,6 +164,60 @@ pub struct ServerConfig {
     pub subscription_lifetime: Duration,
     pub throughput_limits: bool,
     pub credentials: Vec<Credential>,
+    pub firehose: FirehoseServerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct FirehoseServerConfig {
+    /// None = embedded buckets; Some(None) = AWS S3; Some(Some(url)) = that endpoint.
+    pub s3_endpoint: Option<Option<String>>,
+    pub lambda_endpoint: Option<String>,
+    pub backoff_scale: f64,
+    pub tables: Vec<TableSettings>,
+}
+
+impl FirehoseServerConfig {
+    fn resolve(settings: Option<FirehoseSettings>) -> Result<Self, ConfigError> {
+        let settings = settings.unwrap_or_default();
+        let from_env = || {
+            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        };
+        let s3_endpoint = match settings.s3_endpoint.or_else(from_env) {
+            None => None,
+            Some(value) if value == "embedded" => None,
+            Some(value) if value == "aws" => Some(None),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                Some(Some(url))
+            }
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "firehose.s3_endpoint: expected an http(s) URL, `aws` or `embedded`, got `{other}`"
+                )));
+            }
+        };
+        let backoff_scale = settings.backoff_scale.unwrap_or(1.0);
+        if !(0.000_1..=10.0).contains(&backoff_scale) {
+            return Err(ConfigError(format!(
+                "firehose.backoff_scale: must be between 0.0001 and 10, got {backoff_scale}"
+            )));
+        }
+        for table in &settings.tables {
+            if table.columns.is_empty() {
+                return Err(ConfigError(format!(
+                    "firehose.tables: table {}.{} has no columns",
+                    table.database, table.table
+                )));
+            }
+        }
+        Ok(FirehoseServerConfig {
+            s3_endpoint,
+            lambda_endpoint: settings.lambda_endpoint,
+            backoff_scale,
+            tables: settings.tables,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,6 +358,7 @@ impl ServerConfig {
             shard_limit,
             expose_stream_id: settings.expose_stream_id.unwrap_or(false),
             credentials: settings.credentials,
+            firehose: FirehoseServerConfig::resolve(settings.firehose)?,
         })
     }
 }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 pub(crate) struct AppState {
     pub kinesis: KinesisApi,
+    pub firehose: millstream_api_firehose::FirehoseApi,
     pub credentials: HashMap<String, String>,
     pub max_body_bytes: usize,
     pub data_dir: std::path::PathBuf,
@@ -212,6 +213,21 @@ async fn handle(state: &AppState, request: Request) -> Response {
         .get(HEADER_AMZ_TARGET)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if let Some(name) = target
+        .strip_prefix(millstream_api_firehose::TARGET_PREFIX)
+        .and_then(|rest| rest.strip_prefix('.'))
+    {
+        let Some(operation) = millstream_api_firehose::Operation::from_target_name(name) else {
+            return encoded_response(KinesisError::unknown_operation().encode(protocol));
+        };
+        return match state.firehose.handle(operation, protocol, &body).await {
+            Ok(body) => success(protocol, body),
+            Err(err) => {
+                tracing::debug!(?operation, code = err.code, message = ?err.message, "request failed");
+                encoded_response(err.encode(protocol))
+            }
+        };
+    }
     let operation = target
         .strip_prefix(TARGET_PREFIX)
         .and_then(|rest| rest.strip_prefix('.'))

@@ -3,6 +3,7 @@
 //! ```text
 //! TCP ──► hyper (HTTP/1.1 and h2c, detected per connection) ──► axum router
 //!            POST /*  with X-Amz-Target: Kinesis_20131202.*  ──► api-kinesis
+//!            POST /*  with X-Amz-Target: Firehose_20150804.* ──► api-firehose
 //!            GET  /health, /ready                             ──► liveness / readiness
 //!            GET  /metrics                                    ──► Prometheus text (metrics.rs)
 //!            OPTIONS                                          ──► CORS preflight
@@ -65,6 +66,45 @@ impl Server {
         )
         .await
         .context("opening stream metadata")?;
+        let mut firehose_config = millstream_firehose::FirehoseConfig::new(
+            config.account_id.clone(),
+            config.region.clone(),
+            &config.data_dir,
+        );
+        firehose_config.create_delay = config.create_delay;
+        firehose_config.delete_delay = config.delete_delay;
+        if let Some(endpoint) = &config.firehose.s3_endpoint {
+            firehose_config.objects = millstream_firehose::ObjectStorage::S3 {
+                endpoint: endpoint.clone(),
+            };
+        }
+        firehose_config.lambda_endpoint = config.firehose.lambda_endpoint.clone();
+        firehose_config.backoff_scale = config.firehose.backoff_scale;
+        firehose_config.tables = config
+            .firehose
+            .tables
+            .iter()
+            .map(|table| millstream_firehose::TableSchema {
+                database: table.database.clone(),
+                table: table.table.clone(),
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|column| millstream_firehose::spec::TableColumn {
+                        name: column.name.clone(),
+                        hive_type: column.hive_type.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let firehose = millstream_firehose::Firehose::open(
+            firehose_config,
+            store.clone(),
+            streams.clone(),
+            &config.data_dir.join("firehose.redb"),
+        )
+        .await
+        .context("opening Firehose metadata")?;
         let credentials: HashMap<String, String> = config
             .credentials
             .iter()
@@ -72,6 +112,7 @@ impl Server {
             .collect();
         let state = Arc::new(http_api::AppState {
             kinesis: KinesisApi::new(streams),
+            firehose: millstream_api_firehose::FirehoseApi::new(firehose),
             credentials,
             max_body_bytes: config.max_body_bytes,
             data_dir: config.data_dir.clone(),
@@ -110,6 +151,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let streams = self.state.kinesis.streams().clone();
+        let firehose = self.state.firehose.firehose().clone();
         let prometheus = self.state.telemetry.handle().clone();
         let upkeep = tokio::spawn(async move {
             let mut timer = tokio::time::interval(metrics::UPKEEP_INTERVAL);
@@ -127,6 +169,9 @@ impl Server {
         };
         listener::serve(self.listener, router, self.tls, shutdown).await;
         upkeep.abort();
+        // Uploads in flight finish (bounded); what is still buffered stays in the log and
+        // is delivered after the next start.
+        firehose.shutdown().await;
         self.store
             .shutdown()
             .await

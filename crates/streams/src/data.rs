@@ -101,7 +101,7 @@ pub struct GetRecordsOutcome {
     pub child_shards: Vec<ChildShardOut>,
 }
 
-pub(crate) fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64) -> String {
+pub fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64) -> String {
     SequenceParts {
         creation_secs: shard.created_ms / 1000,
         shard_index: shard.index,

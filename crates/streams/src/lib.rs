@@ -41,7 +41,7 @@ use parking_lot::RwLock;
 pub use consumers::ConsumerView;
 pub use data::{
     ChildShardOut, GetRecordsOutcome, IteratorType, PutEntry, PutOutcome, PutResult, RecordOut,
-    ending_sequence_number, starting_sequence_number,
+    ending_sequence_number, sequence_number, starting_sequence_number,
 };
 pub use error::{Result, StreamsError};
 pub use lifecycle::{CreateStream, StreamStatus, StreamSummary};
@@ -284,7 +284,12 @@ impl Streams {
             streams.insert(meta.name.clone(), StreamEntry::new(meta));
         }
         let mut max_log = referenced.iter().copied().max().unwrap_or(0);
-        for log in store.logs() {
+        // Other services' logs share the store; only ids in our range are ours to collect.
+        for log in store
+            .logs()
+            .into_iter()
+            .filter(|log| millstream_types::log_space::STREAMS.contains(log))
+        {
             max_log = max_log.max(log);
             if !referenced.contains(&log) {
                 // Left behind by a reshard or deletion interrupted before its metadata

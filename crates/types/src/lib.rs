@@ -7,6 +7,7 @@
 
 pub mod hash_key;
 pub mod limits;
+pub mod log_space;
 pub mod sequence;
 pub mod shard_id;
 

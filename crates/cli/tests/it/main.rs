@@ -4,6 +4,8 @@
 mod bench_tool;
 mod cli_commands;
 mod cli_observability;
+mod external;
+mod firehose;
 mod lifecycle_delays;
 mod python_clients;
 mod restart;

@@ -15,6 +15,7 @@ fn run(program: &str, args: &[&str], server: &TestServer) {
     let output = Command::new(program)
         .args(args)
         .env("MILLSTREAM_ENDPOINT", &server.endpoint)
+        .env("MILLSTREAM_DATA_DIR", &server.data_dir)
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
         .env("AWS_SECRET_ACCESS_KEY", "secret")
         .env("AWS_DEFAULT_REGION", "us-east-1")
@@ -37,6 +38,16 @@ fn boto3_suite_passes() {
     run(
         "python3",
         &[script("boto3_suite.py").to_str().unwrap()],
+        &server,
+    );
+}
+
+#[test]
+fn boto3_firehose_suite_passes() {
+    let server = TestServer::start();
+    run(
+        "python3",
+        &[script("boto3_firehose.py").to_str().unwrap()],
         &server,
     );
 }
