@@ -583,3 +583,167 @@ fn processors(config: Option<&ProcessingConfiguration>) -> Result<Vec<Processor>
     });
     Ok(out)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use millstream_aws_protocol::Validate;
+    use serde_json::json;
+
+    #[test]
+    fn exactly_one_destination_is_accepted() {
+        let none = json!({ "DeliveryStreamName": "x" });
+        assert!(single_destination(&none, false).is_err());
+        let two = json!({
+            "ExtendedS3DestinationConfiguration": {},
+            "HttpEndpointDestinationConfiguration": {},
+        });
+        assert!(single_destination(&two, false).is_err());
+        let one = json!({ "ExtendedS3DestinationUpdate": { "Prefix": "p/" } });
+        let (kind, document) = single_destination(&one, true).unwrap();
+        assert_eq!(kind, "ExtendedS3DestinationConfiguration");
+        assert_eq!(document["Prefix"], "p/");
+    }
+
+    #[test]
+    fn updates_merge_member_wise_but_replace_processing_and_other_types() {
+        let stored = json!({
+            "BucketARN": "arn:aws:s3:::b",
+            "BufferingHints": { "SizeInMBs": 5, "IntervalInSeconds": 60 },
+            "ProcessingConfiguration": { "Enabled": true, "Processors": [{ "Type": "Lambda" }] },
+            "S3BackupConfiguration": { "BucketARN": "arn:aws:s3:::old" },
+        });
+        let update = json!({
+            "BufferingHints": { "IntervalInSeconds": 10 },
+            "ProcessingConfiguration": { "Enabled": false },
+            "S3BackupUpdate": { "Prefix": "bk/" },
+        });
+        let (kind, merged) = merge_update(
+            "ExtendedS3DestinationConfiguration",
+            &stored,
+            "ExtendedS3DestinationConfiguration",
+            update,
+        );
+        assert_eq!(kind, "ExtendedS3DestinationConfiguration");
+        assert_eq!(merged["BucketARN"], "arn:aws:s3:::b");
+        assert_eq!(merged["BufferingHints"]["SizeInMBs"], 5);
+        assert_eq!(merged["BufferingHints"]["IntervalInSeconds"], 10);
+        assert_eq!(
+            merged["ProcessingConfiguration"],
+            json!({ "Enabled": false })
+        );
+        assert_eq!(
+            merged["S3BackupConfiguration"]["BucketARN"],
+            "arn:aws:s3:::old"
+        );
+        assert_eq!(merged["S3BackupConfiguration"]["Prefix"], "bk/");
+
+        let (kind, replaced) = merge_update(
+            "ExtendedS3DestinationConfiguration",
+            &stored,
+            "HttpEndpointDestinationConfiguration",
+            json!({ "EndpointConfiguration": { "Url": "https://e" } }),
+        );
+        assert_eq!(kind, "HttpEndpointDestinationConfiguration");
+        assert!(replaced.get("BucketARN").is_none());
+    }
+
+    #[test]
+    fn processors_run_in_aws_order_with_defaults() {
+        let config: ProcessingConfiguration = serde_json::from_value(json!({
+            "Enabled": true,
+            "Processors": [
+                { "Type": "AppendDelimiterToRecord" },
+                { "Type": "Lambda", "Parameters": [
+                    { "ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:1:function:f" }
+                ]},
+                { "Type": "RecordDeAggregation", "Parameters": [
+                    { "ParameterName": "SubRecordType", "ParameterValue": "DELIMITED" },
+                    { "ParameterName": "Delimiter", "ParameterValue": "fA==" }
+                ]},
+            ],
+        }))
+        .unwrap();
+        let list = processors(Some(&config)).unwrap();
+        assert_eq!(
+            list,
+            vec![
+                Processor::Deaggregation(SubRecordType::Delimited(b"|".to_vec())),
+                Processor::Lambda {
+                    function: "arn:aws:lambda:us-east-1:1:function:f".to_string(),
+                    retries: 3,
+                    buffer_bytes: 1 << 20,
+                },
+                Processor::AppendDelimiter {
+                    delimiter: b"\n".to_vec()
+                },
+            ]
+        );
+        let disabled: ProcessingConfiguration =
+            serde_json::from_value(json!({ "Processors": [{ "Type": "Lambda" }] })).unwrap();
+        assert!(
+            processors(Some(&disabled)).unwrap().is_empty(),
+            "Enabled omitted = off"
+        );
+        let no_arn: ProcessingConfiguration = serde_json::from_value(
+            json!({ "Enabled": true, "Processors": [{ "Type": "Lambda" }] }),
+        )
+        .unwrap();
+        assert!(processors(Some(&no_arn)).is_err());
+    }
+
+    #[test]
+    fn conversion_needs_a_configured_table_and_uncompressed_output() {
+        let document = json!({
+            "BucketARN": "arn:aws:s3:::b",
+            "RoleARN": "arn:aws:iam::1:role/r",
+            "BufferingHints": { "SizeInMBs": 64, "IntervalInSeconds": 60 },
+            "DataFormatConversionConfiguration": {
+                "SchemaConfiguration": { "DatabaseName": "d", "TableName": "t" },
+                "OutputFormatConfiguration": { "Serializer": { "ParquetSerDe": {} } },
+            },
+        });
+        let kind = "ExtendedS3DestinationConfiguration";
+        let missing = spec_from_document(kind, &document, &[]).unwrap_err();
+        assert!(missing.message.unwrap().contains("[[firehose.tables]]"));
+        let tables = [TableSchema {
+            database: "d".to_string(),
+            table: "t".to_string(),
+            columns: vec![TableColumn {
+                name: "a".to_string(),
+                hive_type: "int".to_string(),
+            }],
+        }];
+        let spec = spec_from_document(kind, &document, &tables).unwrap();
+        let Destination::S3(s3) = spec.destination else {
+            panic!("an S3 destination")
+        };
+        assert_eq!(s3.conversion.unwrap().compression, "SNAPPY");
+        let mut gzip = document.clone();
+        gzip["CompressionFormat"] = json!("GZIP");
+        assert!(spec_from_document(kind, &gzip, &tables).is_err());
+        let mut small = document;
+        small["BufferingHints"]["SizeInMBs"] = json!(5);
+        assert!(spec_from_document(kind, &small, &tables).is_err());
+    }
+
+    #[test]
+    fn tag_keys_follow_the_model_pattern_without_look_ahead() {
+        let check = |key: &str| {
+            let input = TagDeliveryStreamInput {
+                delivery_stream_name: Some("s".to_string()),
+                tags: Some(vec![Tag {
+                    key: Some(key.to_string()),
+                    value: Some("v".to_string()),
+                }]),
+            };
+            input.validate_input().is_ok()
+        };
+        assert!(!check("aws:owner"), "the reserved prefix");
+        for fine in ["a", "aw", "aws", "awsx", "aw:s", "team", "a/b=c"] {
+            assert!(check(fine), "{fine}");
+        }
+        assert!(!check("bad\u{7}char"));
+    }
+}

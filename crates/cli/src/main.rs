@@ -90,6 +90,15 @@ struct ServeArgs {
     /// 5 reads/s and 2 MiB/s read): ProvisionedThroughputExceededException as on AWS.
     #[arg(long, env = "MILLSTREAM_THROTTLE")]
     throttle: bool,
+    /// Where Firehose S3 destinations write: an S3-compatible endpoint URL, `aws`, or
+    /// `embedded` (buckets as directories under <data-dir>/buckets/) [default: the
+    /// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables if set, else embedded].
+    #[arg(long, env = "MILLSTREAM_FIREHOSE_S3_ENDPOINT")]
+    firehose_s3_endpoint: Option<String>,
+    /// Lambda Invoke API endpoint for Firehose transformations (e.g. `sam local
+    /// start-lambda` on http://127.0.0.1:3001) [default: AWS Lambda in --region].
+    #[arg(long, env = "MILLSTREAM_LAMBDA_ENDPOINT")]
+    lambda_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -111,6 +120,13 @@ impl ServeArgs {
             tls_key: self.tls_key.clone(),
             subscription_lifetime_ms: self.subscription_lifetime_ms,
             throughput_limits: self.throttle.then_some(true),
+            firehose: (self.firehose_s3_endpoint.is_some() || self.lambda_endpoint.is_some()).then(
+                || millstream_server::config::FirehoseSettings {
+                    s3_endpoint: self.firehose_s3_endpoint.clone(),
+                    lambda_endpoint: self.lambda_endpoint.clone(),
+                    ..Default::default()
+                },
+            ),
             ..Settings::default()
         };
         let file = match &self.config {

@@ -69,6 +69,10 @@ pub struct FirehoseConfig {
     pub tables: Vec<TableSchema>,
     /// Multiplies every retry back-off (tests shrink it).
     pub backoff_scale: f64,
+    /// Redshift cluster host (or `host:port`) -> the `host:port` really connected to.
+    pub redshift_endpoints: BTreeMap<String, String>,
+    /// HTTP endpoint URL prefix -> the prefix really used (plain-HTTP receivers in development).
+    pub http_endpoint_rewrites: BTreeMap<String, String>,
 }
 
 impl FirehoseConfig {
@@ -85,6 +89,8 @@ impl FirehoseConfig {
             lambda_endpoint: None,
             tables: Vec::new(),
             backoff_scale: 1.0,
+            redshift_endpoints: BTreeMap::new(),
+            http_endpoint_rewrites: BTreeMap::new(),
         }
     }
 }
@@ -403,7 +409,7 @@ impl Firehose {
             .collect();
         for meta in due {
             let _control = self.inner.control.lock().await;
-            self.inner.catalog.remove_stream(&meta.name)?;
+            self.inner.catalog.remove_stream(&meta)?;
             self.inner.registry.write().remove(&meta.name);
             self.inner.health.remove(&meta.name);
             if let Some(log) = meta.log_id {
@@ -580,7 +586,7 @@ impl Firehose {
             Ok(())
         })
         .await?;
-        self.stop_engine(name);
+        // The new engine waits for the old one to finish its batch in flight.
         self.start_engine(name);
         Ok(())
     }
@@ -622,7 +628,7 @@ impl Firehose {
         let encrypted = current_encryption_status(&meta, self.inner.config.create_delay)
             .is_some_and(|status| status == "ENABLED");
         let count = records.len();
-        let append = records
+        let append: Vec<AppendRecord> = records
             .into_iter()
             .map(|data| AppendRecord {
                 key: Bytes::new(),
@@ -630,7 +636,12 @@ impl Firehose {
                 flags: u8::from(encrypted),
             })
             .collect();
+        let bytes: usize = append.iter().map(|r: &AppendRecord| r.data.len()).sum();
         let ack = self.inner.store.append(log, append).await?;
+        let labels = [("delivery_stream", name.to_string())];
+        metrics::counter!("firehose_incoming_records_total", &labels).increment(count as u64);
+        metrics::counter!("firehose_incoming_bytes_total", &labels).increment(bytes as u64);
+        metrics::counter!("firehose_incoming_put_requests_total", &labels).increment(1);
         let nonce: u64 = rand::random();
         let record_ids = (0..count as u64)
             .map(|i| record_id(log, ack.first_sequence + i, nonce))
@@ -656,10 +667,9 @@ impl Firehose {
             health: self.inner.health.clone(),
             meta,
         };
-        let handle = engine::spawn(context);
-        if let Some(previous) = self.inner.engines.lock().insert(name.to_string(), handle) {
-            previous.stop();
-        }
+        let mut engines = self.inner.engines.lock();
+        let previous = engines.remove(name);
+        engines.insert(name.to_string(), engine::spawn(context, previous));
     }
 
     fn stop_engine(&self, name: &str) {

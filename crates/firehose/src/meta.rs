@@ -2,7 +2,7 @@
 //!
 //! Tables (names are persisted: never rename):
 //! * `delivery_streams`: name -> `DeliveryStreamMeta` JSON (with `format_version`)
-//! * `delivery_progress`: name -> `Progress` JSON, written by the engine after every
+//! * `delivery_progress`: progress key -> `Progress` JSON, written by the engine after every
 //!   confirmed delivery and before every upload (the intent), so a restart neither loses nor
 //!   duplicates objects.
 //!
@@ -84,6 +84,14 @@ pub struct DeliveryStreamMeta {
     pub encryption: Option<Encryption>,
     /// DirectPut: the store log holding accepted records.
     pub log_id: Option<u64>,
+}
+
+impl DeliveryStreamMeta {
+    /// Progress rows are per incarnation of a name: a stream deleted and created again starts
+    /// afresh even if the old engine's last write lands after the deletion.
+    pub fn progress_key(&self) -> String {
+        format!("{}@{}", self.name, self.created_ms)
+    }
 }
 
 /// Where an output sits in its source: (source sequence, sub-record index).
@@ -173,13 +181,17 @@ impl Catalog {
     }
 
     /// Removes the stream and its progress in one transaction.
-    pub fn remove_stream(&self, name: &str) -> Result<()> {
+    pub fn remove_stream(&self, meta: &DeliveryStreamMeta) -> Result<()> {
+        let name = meta.name.as_str();
+        let progress_key = meta.progress_key();
         let txn = self.db.begin_write().map_err(FirehoseError::metadata)?;
         {
             let mut table = txn.open_table(STREAMS).map_err(FirehoseError::metadata)?;
             table.remove(name).map_err(FirehoseError::metadata)?;
             let mut progress = txn.open_table(PROGRESS).map_err(FirehoseError::metadata)?;
-            progress.remove(name).map_err(FirehoseError::metadata)?;
+            progress
+                .remove(progress_key.as_str())
+                .map_err(FirehoseError::metadata)?;
         }
         txn.commit().map_err(FirehoseError::metadata)
     }

@@ -61,6 +61,16 @@ pub struct FirehoseSettings {
     pub lambda_endpoint: Option<String>,
     /// Multiplies delivery retry back-offs; below 1 only for tests.
     pub backoff_scale: Option<f64>,
+    /// Where Redshift destinations really connect: the cluster host of `ClusterJDBCURL`
+    /// (which must look like an AWS Redshift endpoint to pass AWS's validation), with or
+    /// without `:port`, mapped to the `host:port` of a PostgreSQL-compatible server.
+    #[serde(default)]
+    pub redshift_endpoints: std::collections::BTreeMap<String, String>,
+    /// HTTP endpoint destinations must use `https://` URLs (AWS's validation); this maps a
+    /// URL prefix to the one really used, e.g. `"https://receiver.test" =
+    /// "http://127.0.0.1:8080"` for a plain-HTTP receiver during development.
+    #[serde(default)]
+    pub http_endpoint_rewrites: std::collections::BTreeMap<String, String>,
     /// Table schemas for record format conversion, in place of AWS Glue.
     #[serde(default)]
     pub tables: Vec<TableSettings>,
@@ -126,6 +136,16 @@ impl Settings {
                     s3_endpoint: flags.s3_endpoint.or(file.s3_endpoint),
                     lambda_endpoint: flags.lambda_endpoint.or(file.lambda_endpoint),
                     backoff_scale: flags.backoff_scale.or(file.backoff_scale),
+                    redshift_endpoints: if flags.redshift_endpoints.is_empty() {
+                        file.redshift_endpoints
+                    } else {
+                        flags.redshift_endpoints
+                    },
+                    http_endpoint_rewrites: if flags.http_endpoint_rewrites.is_empty() {
+                        file.http_endpoint_rewrites
+                    } else {
+                        flags.http_endpoint_rewrites
+                    },
                     tables: if flags.tables.is_empty() {
                         file.tables
                     } else {
@@ -173,6 +193,8 @@ pub struct FirehoseServerConfig {
     pub s3_endpoint: Option<Option<String>>,
     pub lambda_endpoint: Option<String>,
     pub backoff_scale: f64,
+    pub redshift_endpoints: std::collections::BTreeMap<String, String>,
+    pub http_endpoint_rewrites: std::collections::BTreeMap<String, String>,
     pub tables: Vec<TableSettings>,
 }
 
@@ -203,6 +225,23 @@ impl FirehoseServerConfig {
                 "firehose.backoff_scale: must be between 0.0001 and 10, got {backoff_scale}"
             )));
         }
+        for (host, target) in &settings.redshift_endpoints {
+            let valid = target
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(ConfigError(format!(
+                    "firehose.redshift_endpoints: `{host}` must map to `host:port`, got `{target}`"
+                )));
+            }
+        }
+        for (from, to) in &settings.http_endpoint_rewrites {
+            if !(to.starts_with("http://") || to.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "firehose.http_endpoint_rewrites: `{from}` must map to an http(s) URL, got `{to}`"
+                )));
+            }
+        }
         for table in &settings.tables {
             if table.columns.is_empty() {
                 return Err(ConfigError(format!(
@@ -215,6 +254,8 @@ impl FirehoseServerConfig {
             s3_endpoint,
             lambda_endpoint: settings.lambda_endpoint,
             backoff_scale,
+            redshift_endpoints: settings.redshift_endpoints,
+            http_endpoint_rewrites: settings.http_endpoint_rewrites,
             tables: settings.tables,
         })
     }
@@ -432,6 +473,50 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("no_such_key")
+        );
+    }
+
+    #[test]
+    fn the_documented_example_configuration_resolves() {
+        let text = include_str!("../../../millstream.example.toml");
+        let settings = Settings::from_toml(text).unwrap();
+        let config = ServerConfig::resolve(settings).unwrap();
+        assert_eq!(config.port, 4567);
+    }
+
+    #[test]
+    fn firehose_settings_are_checked() {
+        let bad = |text: &str| {
+            ServerConfig::resolve(Settings::from_toml(text).unwrap())
+                .unwrap_err()
+                .0
+        };
+        assert!(bad("[firehose]\ns3_endpoint = \"ftp://x\"").starts_with("firehose.s3_endpoint:"));
+        assert!(bad("[firehose]\nbackoff_scale = 0.0").starts_with("firehose.backoff_scale:"));
+        assert!(
+            bad("[firehose.redshift_endpoints]\n\"a.redshift.amazonaws.com\" = \"nowhere\"")
+                .starts_with("firehose.redshift_endpoints:")
+        );
+        assert!(
+            bad("[firehose.http_endpoint_rewrites]\n\"https://a\" = \"ftp://b\"")
+                .starts_with("firehose.http_endpoint_rewrites:")
+        );
+        assert!(
+            bad("[[firehose.tables]]\ndatabase = \"d\"\ntable = \"t\"\ncolumns = []")
+                .starts_with("firehose.tables:")
+        );
+        let embedded = ServerConfig::resolve(
+            Settings::from_toml("[firehose]\ns3_endpoint = \"embedded\"").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(embedded.firehose.s3_endpoint, None);
+        let moto = ServerConfig::resolve(
+            Settings::from_toml("[firehose]\ns3_endpoint = \"http://127.0.0.1:5000\"").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            moto.firehose.s3_endpoint,
+            Some(Some("http://127.0.0.1:5000".to_string()))
         );
     }
 

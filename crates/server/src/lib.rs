@@ -80,6 +80,8 @@ impl Server {
         }
         firehose_config.lambda_endpoint = config.firehose.lambda_endpoint.clone();
         firehose_config.backoff_scale = config.firehose.backoff_scale;
+        firehose_config.redshift_endpoints = config.firehose.redshift_endpoints.clone();
+        firehose_config.http_endpoint_rewrites = config.firehose.http_endpoint_rewrites.clone();
         firehose_config.tables = config
             .firehose
             .tables

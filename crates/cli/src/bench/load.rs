@@ -16,7 +16,7 @@ use super::stats;
 use super::verify::Acks;
 
 /// Pause after a failed request, so a dead server is not hammered in a tight loop.
-const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+pub const ERROR_BACKOFF: Duration = Duration::from_millis(10);
 
 /// What every producer shares.
 pub struct Target {
@@ -62,7 +62,7 @@ pub struct Produced {
 }
 
 impl Produced {
-    fn new() -> Produced {
+    pub fn new() -> Produced {
         Produced {
             acks: Acks::default(),
             records: 0,
@@ -87,7 +87,7 @@ impl Produced {
         let _ = self.latency.add(&other.latency);
     }
 
-    fn error(&mut self, kind: String) {
+    pub fn error(&mut self, kind: String) {
         *self.errors.entry(kind).or_default() += 1;
     }
 }
@@ -125,7 +125,7 @@ impl Budget {
     }
 
     /// Claims up to `want` records; 0 when the budget or the time is up.
-    fn claim(&self, want: u64) -> u64 {
+    pub fn claim(&self, want: u64) -> u64 {
         if Instant::now() >= self.deadline {
             return 0;
         }

@@ -14,6 +14,7 @@
 //! json`, stamped with the git sha and the hardware. Verification failures exit non-zero.
 
 mod consume;
+mod firehose;
 mod load;
 mod payload;
 mod stats;
@@ -66,6 +67,9 @@ enum Scenario {
     Get(GetArgs),
     /// Put-to-consume latency at a fixed rate, consumers polling or subscribed (EFO).
     E2e(E2eArgs),
+    /// Firehose Direct PUT (PutRecordBatch) into compressed objects on the server's object
+    /// store, and how long delivery takes to catch up (read from the server's /metrics).
+    Firehose(firehose::FirehoseArgs),
 }
 
 /// Settings every scenario has (given before or after the scenario's name).
@@ -713,6 +717,7 @@ fn scenario_name(scenario: &Scenario) -> &'static str {
         Scenario::Single(_) => "single",
         Scenario::Get(_) => "get",
         Scenario::E2e(_) => "e2e",
+        Scenario::Firehose(_) => "firehose",
     }
 }
 
@@ -723,6 +728,7 @@ fn run_bound(scenario: &Scenario) -> anyhow::Result<Duration> {
         Scenario::Single(a) => a.load.duration,
         Scenario::Get(a) => a.put.load.duration + a.read_timeout,
         Scenario::E2e(a) => a.duration + a.drain + 10.0,
+        Scenario::Firehose(a) => a.duration + a.drain_timeout,
     };
     Ok(seconds(secs, "duration")? + RUN_SLACK)
 }
@@ -759,6 +765,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "scenario": name,
         "config": config_json(&args.scenario),
     });
+    // Firehose has its own setup (a delivery stream, not a Kinesis stream) and report.
+    if let Scenario::Firehose(a) = &args.scenario {
+        return firehose::run(&args.connection, &common, a, report, bound).await;
+    }
     let setup = setup(&client, &common, name).await?;
     report["stream"] = json!(setup.stream);
     report["shards"] = json!(setup.shard_ids.len());
@@ -828,6 +838,7 @@ async fn scenario(setup: &Setup, common: &Common, scenario: &Scenario) -> anyhow
             Ok(json!({ "put": put, "read": read, "verify": verify }))
         }
         Scenario::E2e(a) => e2e_phase(setup, common, a).await,
+        Scenario::Firehose(_) => bail!("the firehose scenario runs through firehose::run"),
     }
 }
 
@@ -857,6 +868,7 @@ fn config_json(scenario: &Scenario) -> Value {
             "consumer": format!("{:?}", a.consumer).to_lowercase(),
             "poll_idle_ms": a.poll_idle_ms, "drain_s": a.drain,
         }),
+        Scenario::Firehose(a) => a.config_json(),
     }
 }
 

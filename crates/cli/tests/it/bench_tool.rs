@@ -172,3 +172,52 @@ fn bench_refuses_non_loopback_endpoints() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
 }
+
+#[test]
+fn bench_firehose_puts_and_waits_for_delivery_into_gzip_objects() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &[
+            "firehose",
+            "-d",
+            "2",
+            "-c",
+            "2",
+            "-b",
+            "100",
+            "-s",
+            "200",
+            "--interval",
+            "1",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(report["scenario"], "firehose");
+    assert_eq!(report["config"]["compression"], "GZIP");
+    let acked = acknowledged(&report);
+    assert!(acked > 0, "{report:#}");
+    assert_eq!(report["put"]["failed_records"], 0, "{report:#}");
+    assert_eq!(report["put"]["bytes"].as_u64().unwrap(), acked * 200);
+    assert!(report["put"]["latency_ms"]["p99_ms"].as_f64().unwrap() > 0.0);
+    let delivery = &report["delivery"];
+    assert_eq!(delivery["caught_up"], true, "{report:#}");
+    assert_eq!(delivery["delivered_records"].as_u64().unwrap(), acked);
+    assert!(delivery["drain_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(delivery["records_per_s"].as_f64().unwrap() > 0.0);
+    assert!(delivery["object_bytes"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(report["server"]["cpu_s"].is_number(), "{report:#}");
+    // The objects are on disk, gzip (magic 1f 8b), under the default bucket.
+    let objects = crate::firehose::embedded_objects(&server.data_dir, "millstream-bench");
+    assert!(
+        !objects.is_empty(),
+        "no objects under {:?}",
+        server.data_dir
+    );
+    assert!(
+        objects.values().all(|body| body.starts_with(&[0x1f, 0x8b])),
+        "not all gzip: {:?}",
+        objects.keys().collect::<Vec<_>>()
+    );
+}

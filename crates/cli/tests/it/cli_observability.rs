@@ -13,7 +13,7 @@ use aws_sdk_kinesis::types::{MetricsName, PutRecordsRequestEntry, ShardIteratorT
 use crate::cli_commands::{millstream, wait_output};
 use crate::support::TestServer;
 
-fn scrape(port: u16) -> String {
+pub fn scrape(port: u16) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -34,7 +34,7 @@ fn scrape(port: u16) -> String {
 }
 
 /// The value of the sample `name{labels}`, where `labels` must all be present.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|line| {

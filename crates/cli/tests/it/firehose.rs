@@ -474,6 +474,31 @@ async fn direct_put_is_delivered_to_gzip_objects_with_aws_keys() {
         delivered.extend(text.lines().map(str::to_string));
     }
     assert_eq!(delivered, expected, "every record once, in order");
+
+    let labels = [("delivery_stream", "clicks")];
+    // Counted just after each object is written: wait for the last one.
+    let metrics = eventually(Duration::from_secs(10), "delivery metrics", || {
+        let text = crate::cli_observability::scrape(server.port);
+        let delivered = crate::cli_observability::sample(
+            &text,
+            "firehose_delivery_to_s3_records_total",
+            &labels,
+        );
+        (delivered == Some(200.0)).then_some(text)
+    });
+    let value = |name: &str| crate::cli_observability::sample(&metrics, name, &labels);
+    assert_eq!(value("firehose_incoming_records_total"), Some(200.0));
+    assert_eq!(value("firehose_incoming_put_requests_total"), Some(4.0));
+    assert_eq!(value("firehose_delivery_to_s3_records_total"), Some(200.0));
+    assert_eq!(
+        value("firehose_delivery_to_s3_object_count_total"),
+        Some(objects.len() as f64)
+    );
+    let bytes_in_objects: usize = objects.values().map(Vec::len).sum();
+    assert_eq!(
+        value("firehose_delivery_to_s3_bytes_total"),
+        Some(bytes_in_objects as f64)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -649,4 +674,238 @@ async fn acknowledged_records_survive_sigkill_without_duplicate_objects() {
         duplicated.is_empty(),
         "records in two objects: {duplicated:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_destination_moves_delivery_without_losing_records() {
+    let server = TestServer::start();
+    let client = firehose_client(&server.endpoint);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("moving")
+        .extended_s3_destination_configuration(
+            s3_config("moves")
+                .prefix("before/")
+                .processing_configuration(
+                    ProcessingConfiguration::builder()
+                        .enabled(true)
+                        .processors(newline_processor())
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = |from: u32| {
+        let client = client.clone();
+        async move {
+            let records: Vec<Record> = (from..from + 10)
+                .map(|n| {
+                    Record::builder()
+                        .data(Blob::new(format!("m{n:03}")))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            client
+                .put_record_batch()
+                .delivery_stream_name("moving")
+                .set_records(Some(records))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put(0).await;
+    eventually(Duration::from_secs(20), "the first batch", || {
+        (!embedded_objects(&server.data_dir, "moves").is_empty()).then_some(())
+    });
+    client
+        .update_destination()
+        .delivery_stream_name("moving")
+        .current_delivery_stream_version_id("1")
+        .destination_id("destinationId-000000000001")
+        .extended_s3_destination_update(
+            ExtendedS3DestinationUpdate::builder()
+                .prefix("after/")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    put(10).await;
+    let objects = eventually(Duration::from_secs(20), "all 20 records", || {
+        let objects = embedded_objects(&server.data_dir, "moves");
+        let lines: usize = objects
+            .values()
+            .map(|b| b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count())
+            .sum();
+        (lines >= 20).then_some(objects)
+    });
+    let mut lines = Vec::new();
+    for (key, body) in &objects {
+        let text = String::from_utf8(body.clone()).unwrap();
+        if text.contains("m010") {
+            assert!(key.starts_with("after/"), "{key}");
+            assert!(
+                key.contains("/moving-2-"),
+                "version 2 names the objects: {key}"
+            );
+        }
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines.sort();
+    let expected: Vec<String> = (0..20).map(|n| format!("m{n:03}")).collect();
+    assert_eq!(
+        lines, expected,
+        "each record exactly once across the update"
+    );
+
+    // Deleted and created again under the same name: a fresh stream, nothing carried over.
+    client
+        .delete_delivery_stream()
+        .delivery_stream_name("moving")
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "deletion", || {
+        let names = futures_block(client.list_delivery_streams().send());
+        names.delivery_stream_names().is_empty().then_some(())
+    });
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("moving")
+        .extended_s3_destination_configuration(s3_config("moves-again").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_record()
+        .delivery_stream_name("moving")
+        .record(Record::builder().data(Blob::new("fresh")).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let again = eventually(
+        Duration::from_secs(20),
+        "the new incarnation's object",
+        || {
+            let objects = embedded_objects(&server.data_dir, "moves-again");
+            (!objects.is_empty()).then_some(objects)
+        },
+    );
+    assert_eq!(again.values().next().unwrap(), b"fresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_backup_keeps_source_records_and_failures_show_in_describe() {
+    // Nothing listens on port 1: every write to "S3" fails until the stream is fixed.
+    let server = TestServer::start_with_env(
+        &["--firehose-s3-endpoint", "http://127.0.0.1:1"],
+        &[("AWS_ACCESS_KEY_ID", "x"), ("AWS_SECRET_ACCESS_KEY", "y")],
+    );
+    let client = firehose_client(&server.endpoint);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("unreachable")
+        .extended_s3_destination_configuration(s3_config("nowhere").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_record()
+        .delivery_stream_name("unreachable")
+        .record(
+            Record::builder()
+                .data(Blob::new("waiting"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let failure = eventually(Duration::from_secs(20), "a failure description", || {
+        let described = futures_block(
+            client
+                .describe_delivery_stream()
+                .delivery_stream_name("unreachable")
+                .send(),
+        );
+        let failure = described
+            .delivery_stream_description()?
+            .failure_description()?
+            .clone();
+        Some(failure)
+    });
+    assert_eq!(failure.r#type().as_str(), "UNKNOWN_ERROR");
+    assert!(
+        failure.details().contains("nowhere"),
+        "{}",
+        failure.details()
+    );
+
+    let embedded = TestServer::start();
+    let client = firehose_client(&embedded.endpoint);
+    let upper = Processor::builder()
+        .r#type(ProcessorType::AppendDelimiterToRecord)
+        .build()
+        .unwrap();
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("with-backup")
+        .extended_s3_destination_configuration(
+            s3_config("main")
+                .processing_configuration(
+                    ProcessingConfiguration::builder()
+                        .enabled(true)
+                        .processors(upper)
+                        .build(),
+                )
+                .s3_backup_mode(aws_sdk_firehose::types::S3BackupMode::Enabled)
+                .s3_backup_configuration(
+                    aws_sdk_firehose::types::S3DestinationConfiguration::builder()
+                        .role_arn("arn:aws:iam::000000000000:role/r")
+                        .bucket_arn("arn:aws:s3:::backup")
+                        .prefix("source/")
+                        .buffering_hints(
+                            BufferingHints::builder()
+                                .size_in_mbs(1)
+                                .interval_in_seconds(1)
+                                .build(),
+                        )
+                        .compression_format(CompressionFormat::Gzip)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_record_batch()
+        .delivery_stream_name("with-backup")
+        .set_records(Some(vec![
+            Record::builder().data(Blob::new("x")).build().unwrap(),
+            Record::builder().data(Blob::new("y")).build().unwrap(),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let (main, backup) = eventually(Duration::from_secs(20), "main and backup objects", || {
+        let main = embedded_objects(&embedded.data_dir, "main");
+        let backup = embedded_objects(&embedded.data_dir, "backup");
+        (!main.is_empty() && !backup.is_empty()).then_some((main, backup))
+    });
+    assert_eq!(
+        main.values().next().unwrap(),
+        b"x\ny\n",
+        "processed records"
+    );
+    let (key, body) = backup.iter().next().unwrap();
+    assert!(key.starts_with("source/") && key.ends_with(".gz"), "{key}");
+    assert_eq!(gunzip(body), b"xy", "the untransformed source records");
 }

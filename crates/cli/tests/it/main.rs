@@ -6,6 +6,7 @@ mod cli_commands;
 mod cli_observability;
 mod external;
 mod firehose;
+mod firehose_destinations;
 mod lifecycle_delays;
 mod python_clients;
 mod restart;

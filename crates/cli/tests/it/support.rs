@@ -15,6 +15,7 @@ pub struct TestServer {
     pub port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
+    envs: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -24,6 +25,11 @@ impl TestServer {
     }
 
     pub fn start_with(extra_args: &[&str]) -> TestServer {
+        Self::start_with_env(extra_args, &[])
+    }
+
+    /// With extra flags and environment variables (e.g. credentials for an S3 endpoint).
+    pub fn start_with_env(extra_args: &[&str], envs: &[(&str, &str)]) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let mut server = TestServer {
@@ -32,6 +38,10 @@ impl TestServer {
             port: 0,
             data_dir,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _tmp: Some(tmp),
         };
         server.spawn(0);
@@ -47,6 +57,7 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(&self.extra_args)
             .env("MILLSTREAM_LOG", "warn")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -26,6 +26,10 @@ use crate::{ObjectStorage, now_ms};
 const FORMAT_CONVERSION_FAILED: &str = "format-conversion-failed";
 const HTTP_ENDPOINT_FAILED: &str = "http-endpoint-failed";
 
+/// DeliveryStreamFailureType is an enum of KMS, VPC and ENI failures plus UNKNOWN_ERROR; a
+/// destination that refuses writes is the last, with the details saying what happened.
+const FAILURE_TYPE: &str = "UNKNOWN_ERROR";
+
 pub(crate) struct WriteFailure {
     /// FailureDescription.Type as AWS reports it.
     pub kind: String,
@@ -157,7 +161,7 @@ impl S3Out {
                     Compression::Uncompressed => body,
                     _ => Bytes::from(compression.compress(&body, id).map_err(|err| {
                         WriteFailure {
-                            kind: "UNKNOWN_ERROR".to_string(),
+                            kind: FAILURE_TYPE.to_string(),
                             details: format!("compression failed: {err}"),
                         }
                     })?),
@@ -169,7 +173,7 @@ impl S3Out {
             .put(key, body, encoding)
             .await
             .map_err(|err| WriteFailure {
-                kind: "S3_ERROR".to_string(),
+                kind: FAILURE_TYPE.to_string(),
                 details: format!("Failed to write s3://{}/{key}: {err}", self.spec.bucket),
             })?;
         Ok(size)
@@ -234,7 +238,7 @@ impl Writer {
                 Target::Http {
                     endpoint: HttpEndpoint::new(
                         HttpEndpointConfig {
-                            url: http.url.clone(),
+                            url: rewrite_url(&http.url, &config.http_endpoint_rewrites),
                             name: http.name.clone(),
                             access_key: http.access_key.clone(),
                             gzip: http.gzip,
@@ -250,7 +254,7 @@ impl Writer {
             }
             Destination::Redshift(redshift) => Target::Redshift {
                 target: PostgresTarget::new(PostgresConfig {
-                    jdbc_url: redshift.jdbc_url.clone(),
+                    jdbc_url: redirect_jdbc(&redshift.jdbc_url, &config.redshift_endpoints),
                     username: redshift.username.clone(),
                     password: redshift.password.clone(),
                     table: redshift.table.clone(),
@@ -568,7 +572,7 @@ impl Writer {
                         .put(&keys[1], body, None)
                         .await
                         .map_err(|err| WriteFailure {
-                            kind: "S3_ERROR".to_string(),
+                            kind: FAILURE_TYPE.to_string(),
                             details: err.to_string(),
                         })?;
                     let _ = id;
@@ -577,6 +581,33 @@ impl Writer {
             }
         }
     }
+}
+
+/// Points a Redshift JDBC URL at the server configured for its cluster host, if any:
+/// `jdbc:redshift://cluster.x.redshift.amazonaws.com:5439/dev` with the host mapped to
+/// `127.0.0.1:5432` becomes `jdbc:redshift://127.0.0.1:5432/dev`.
+fn redirect_jdbc(url: &str, endpoints: &BTreeMap<String, String>) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority.split(':').next().unwrap_or(authority);
+    match endpoints.get(authority).or_else(|| endpoints.get(host)) {
+        Some(target) => format!("{scheme}://{target}/{path}"),
+        None => url.to_string(),
+    }
+}
+
+/// The URL really used for an HTTP endpoint: the longest configured prefix rewritten.
+fn rewrite_url(url: &str, rewrites: &BTreeMap<String, String>) -> String {
+    rewrites
+        .iter()
+        .filter(|(from, _)| url.starts_with(from.as_str()))
+        .max_by_key(|(from, _)| from.len())
+        .map_or_else(
+            || url.to_string(),
+            |(from, to)| format!("{to}{}", &url[from.len()..]),
+        )
 }
 
 fn converter(conversion: &ParquetConversion) -> Result<Converter, Halt> {
@@ -619,4 +650,67 @@ fn converter(conversion: &ParquetConversion) -> Result<Converter, Halt> {
         },
     )
     .map_err(Halt::Failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls_take_the_longest_rewrite() {
+        let rewrites: BTreeMap<String, String> = [
+            (
+                "https://r.test".to_string(),
+                "http://127.0.0.1:1".to_string(),
+            ),
+            (
+                "https://r.test/special".to_string(),
+                "http://127.0.0.1:2/x".to_string(),
+            ),
+        ]
+        .into();
+        assert_eq!(
+            rewrite_url("https://r.test/in", &rewrites),
+            "http://127.0.0.1:1/in"
+        );
+        assert_eq!(
+            rewrite_url("https://r.test/special/a", &rewrites),
+            "http://127.0.0.1:2/x/a"
+        );
+        assert_eq!(
+            rewrite_url("https://other.test/", &rewrites),
+            "https://other.test/"
+        );
+    }
+
+    #[test]
+    fn jdbc_urls_follow_the_configured_endpoints() {
+        let endpoints: BTreeMap<String, String> = [
+            (
+                "a.b.us-east-1.redshift.amazonaws.com".to_string(),
+                "127.0.0.1:5432".to_string(),
+            ),
+            (
+                "c.d.redshift.amazonaws.com:5439".to_string(),
+                "db:6000".to_string(),
+            ),
+        ]
+        .into();
+        assert_eq!(
+            redirect_jdbc(
+                "jdbc:redshift://a.b.us-east-1.redshift.amazonaws.com:5439/dev",
+                &endpoints
+            ),
+            "jdbc:redshift://127.0.0.1:5432/dev"
+        );
+        assert_eq!(
+            redirect_jdbc(
+                "jdbc:redshift://c.d.redshift.amazonaws.com:5439/x",
+                &endpoints
+            ),
+            "jdbc:redshift://db:6000/x"
+        );
+        let unmapped = "jdbc:redshift://e.f.redshift.amazonaws.com:5439/dev";
+        assert_eq!(redirect_jdbc(unmapped, &endpoints), unmapped);
+    }
 }

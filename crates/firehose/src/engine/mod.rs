@@ -100,9 +100,17 @@ impl HealthBoard {
     }
 }
 
-pub fn spawn(context: EngineContext) -> EngineHandle {
+/// Starts an engine; with `previous`, only once that engine has stopped, so two engines never
+/// deliver the same stream at once (an UpdateDestination while a batch is in flight).
+pub fn spawn(context: EngineContext, previous: Option<EngineHandle>) -> EngineHandle {
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(run(context, stopped));
+    let task = tokio::spawn(async move {
+        if let Some(previous) = previous {
+            previous.stop.send_replace(true);
+            let _ = previous.task.await;
+        }
+        run(context, stopped).await;
+    });
     EngineHandle { stop, task }
 }
 
@@ -212,12 +220,13 @@ impl<'a> Engine<'a> {
             context.config.lambda_endpoint.as_deref(),
             meta.source_stream_arn.clone(),
             writer.wants_backup(),
+            context.config.backoff_scale,
         )
         .map_err(Halt::Failed)?;
         let catalog = context.catalog.clone();
-        let name = context.name.clone();
+        let key = meta.progress_key();
         let progress: Progress =
-            tokio::task::spawn_blocking(move || catalog.load_progress(&name)).await??;
+            tokio::task::spawn_blocking(move || catalog.load_progress(&key)).await??;
         let mut engine = Engine {
             context,
             stopped,
@@ -530,9 +539,9 @@ impl<'a> Engine<'a> {
 
     async fn persist(&self) -> Result<(), Halt> {
         let catalog = self.context.catalog.clone();
-        let name = self.context.name.clone();
+        let key = self.context.meta.progress_key();
         let progress = self.tracker.progress.clone();
-        tokio::task::spawn_blocking(move || catalog.put_progress(&name, &progress)).await??;
+        tokio::task::spawn_blocking(move || catalog.put_progress(&key, &progress)).await??;
         Ok(())
     }
 

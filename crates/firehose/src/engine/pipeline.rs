@@ -10,7 +10,9 @@ use bytes::Bytes;
 use millstream_firehose_format::{Compression, ErrorOutputKind, ErrorRecord, FailedRecord};
 use millstream_firehose_process::deaggregate;
 use millstream_firehose_process::jq::MetadataQuery;
-use millstream_firehose_process::lambda::{LambdaClient, RecordOutcome, TransformInput};
+use millstream_firehose_process::lambda::{
+    LambdaClient, RecordOutcome, RetryPolicy, TransformInput,
+};
 
 use crate::spec::{DeliverySpec, Processor, SubRecordType};
 
@@ -138,6 +140,7 @@ impl Pipeline {
         lambda_endpoint: Option<&str>,
         source_stream_arn: Option<String>,
         backup: bool,
+        backoff_scale: f64,
     ) -> Result<Self, String> {
         let mut pipeline = Pipeline {
             decompress: false,
@@ -173,7 +176,13 @@ impl Pipeline {
                         .ok()
                         .zip(std::env::var("AWS_SECRET_ACCESS_KEY").ok())
                         .map(|(id, secret)| (id, secret, std::env::var("AWS_SESSION_TOKEN").ok()));
-                    let client = LambdaClient::new(&endpoint, region, credentials)?;
+                    let defaults = RetryPolicy::default();
+                    let client = LambdaClient::new(&endpoint, region, credentials)?
+                        .with_retry_policy(RetryPolicy {
+                            initial_backoff: defaults.initial_backoff.mul_f64(backoff_scale),
+                            max_backoff: defaults.max_backoff.mul_f64(backoff_scale),
+                            total_backoff_max: defaults.total_backoff_max.mul_f64(backoff_scale),
+                        });
                     pipeline.lambda = Some((client, function.clone(), *retries));
                 }
                 Processor::MetadataExtraction { query } => {
@@ -363,9 +372,11 @@ impl Pipeline {
             &inputs,
         );
         drop(inputs);
-        let outcomes = client
-            .transform(function, retries, Bytes::from(payload), &ids)
+        let report = client
+            .transform_report(function, retries, Bytes::from(payload), &ids)
             .await;
+        let attempts = report.attempts_made;
+        let outcomes = report.records;
         let mut kept = Vec::with_capacity(pending.len());
         for (item, outcome) in pending.into_iter().zip(outcomes) {
             let record = &records[item.source_index];
@@ -386,7 +397,7 @@ impl Pipeline {
                     processing_failed_line(
                         record,
                         &item.data,
-                        retries + 1,
+                        attempts,
                         &code,
                         &message,
                         Some(function),
