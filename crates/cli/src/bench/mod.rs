@@ -2,8 +2,9 @@
 //! on this machine.
 //!
 //! Scenarios: `put` (PutRecords), `single` (PutRecord), `get` (put, then read everything
-//! back with GetRecords and verify it) and `e2e` (a fixed-rate producer and polling or
-//! SubscribeToShard consumers; put-to-consume latency). Every record carries its id, send
+//! back with GetRecords and verify it), `e2e` (a fixed-rate producer and polling or
+//! SubscribeToShard consumers; put-to-consume latency) and `firehose` (PutRecordBatch into a
+//! delivery stream, then how fast delivery to objects keeps up). Every record carries its id, send
 //! time and a hash of its bytes (see `payload`), so read-back verifies each acknowledged
 //! record came back exactly once, where and in the order it was acknowledged, intact.
 //!

@@ -909,3 +909,79 @@ async fn s3_backup_keeps_source_records_and_failures_show_in_describe() {
     assert!(key.starts_with("source/") && key.ends_with(".gz"), "{key}");
     assert_eq!(gunzip(body), b"xy", "the untransformed source records");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_buffering_flushes_each_read_and_batches_have_limits() {
+    let server = TestServer::start();
+    let client = firehose_client(&server.endpoint);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("unbuffered")
+        .extended_s3_destination_configuration(
+            s3_config("zero")
+                .buffering_hints(
+                    BufferingHints::builder()
+                        .size_in_mbs(128)
+                        .interval_in_seconds(0)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for (n, text) in ["first", "second"].iter().enumerate() {
+        client
+            .put_record()
+            .delivery_stream_name("unbuffered")
+            .record(Record::builder().data(Blob::new(*text)).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        // With a 128 MiB / 0 s hint each record is delivered on its own, well before the
+        // next one arrives.
+        eventually(Duration::from_secs(20), "an object per record", || {
+            (embedded_objects(&server.data_dir, "zero").len() == n + 1).then_some(())
+        });
+    }
+    let bodies: Vec<Vec<u8>> = embedded_objects(&server.data_dir, "zero")
+        .into_values()
+        .collect();
+    assert!(bodies.contains(&b"first".to_vec()) && bodies.contains(&b"second".to_vec()));
+
+    let too_much: Vec<Record> = (0..500)
+        .map(|_| {
+            Record::builder()
+                .data(Blob::new(vec![7u8; 9_000]))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let refused = client
+        .put_record_batch()
+        .delivery_stream_name("unbuffered")
+        .set_records(Some(too_much))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(
+        refused.is_invalid_argument_exception(),
+        "4.5 MB in one call: {refused:?}"
+    );
+    let too_many: Vec<Record> = (0..501)
+        .map(|_| Record::builder().data(Blob::new("x")).build().unwrap())
+        .collect();
+    let refused = client
+        .put_record_batch()
+        .delivery_stream_name("unbuffered")
+        .set_records(Some(too_many))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("ValidationException")
+    );
+}

@@ -199,9 +199,31 @@ pub fn raw_request(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).expect("write head");
-    stream.write_all(body).expect("write body");
+    // The body goes out from another thread while this one reads: a server may answer (413)
+    // and close before taking the whole body, and a writer that blocked or failed first
+    // would never see that answer.
+    let mut writer = stream.try_clone().expect("clone stream");
+    let body = body.to_vec();
+    let sender = std::thread::spawn(move || {
+        let _ = writer.write_all(&body);
+    });
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read response");
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&chunk[..n]),
+            // Closing with our unread body still in flight resets the connection; what
+            // arrived before the reset is the whole answer.
+            Err(err)
+                if err.kind() == std::io::ErrorKind::ConnectionReset && !response.is_empty() =>
+            {
+                break;
+            }
+            Err(err) => panic!("read response: {err}"),
+        }
+    }
+    let _ = sender.join();
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -156,16 +156,19 @@ impl S3Out {
             (body, None)
         } else {
             let compression = self.spec.compression;
-            let compressed =
-                match compression {
-                    Compression::Uncompressed => body,
-                    _ => Bytes::from(compression.compress(&body, id).map_err(|err| {
-                        WriteFailure {
+            let compressed = match compression {
+                Compression::Uncompressed => body,
+                // Seconds of CPU for a large batch: off the async workers, which serve
+                // requests meanwhile.
+                _ => Bytes::from(
+                    tokio::task::block_in_place(|| compression.compress(&body, id)).map_err(
+                        |err| WriteFailure {
                             kind: FAILURE_TYPE.to_string(),
                             details: format!("compression failed: {err}"),
-                        }
-                    })?),
-                };
+                        },
+                    )?,
+                ),
+            };
             (compressed, compression.content_encoding())
         };
         let size = body.len();
@@ -492,7 +495,7 @@ impl Writer {
         id: &str,
     ) -> Result<(usize, u64), WriteFailure> {
         let records: Vec<&[u8]> = outputs.iter().map(|o| o.data.as_ref()).collect();
-        let conversion = converter.convert(&records);
+        let conversion = tokio::task::block_in_place(|| converter.convert(&records));
         let mut written = 0;
         let mut objects = 0;
         if conversion.rows > 0 {

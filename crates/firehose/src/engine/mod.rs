@@ -172,12 +172,14 @@ enum Source {
 /// One readable lane of a source: its name in progress rows, its log, and for Kinesis shards
 /// what Lambda's record metadata needs.
 struct SourceLane {
-    name: String,
+    name: Arc<str>,
     log: u64,
     shard: Option<millstream_streams::ShardMeta>,
 }
 
 const LOG_SOURCE: &str = "log";
+/// How often a DirectPut log gives back the segments delivery has moved past.
+const TRIM_INTERVAL: Duration = Duration::from_secs(30);
 /// Kinesis sources are polled (AWS polls each shard once a second); new DirectPut records
 /// wake the engine at once instead.
 const KINESIS_POLL: Duration = Duration::from_millis(250);
@@ -251,9 +253,14 @@ impl<'a> Engine<'a> {
             Source::Log { id } => Some(self.context.store.watch_tail(*id)?),
             Source::Kinesis { .. } => None,
         };
+        let mut last_trim = std::time::Instant::now();
         while !self.stop_requested() {
             if let Some(tail) = tail.as_mut() {
                 tail.borrow_and_update();
+            }
+            if last_trim.elapsed() >= TRIM_INTERVAL {
+                last_trim = std::time::Instant::now();
+                self.trim_delivered().await?;
             }
             let mut read = 0;
             for lane in self.lanes()? {
@@ -285,11 +292,38 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// Deletes the DirectPut log's segments that hold only delivered records (those below the
+    /// persisted checkpoint): the log is the buffer, kept until delivery, never longer. Kinesis
+    /// sources keep their stream's retention.
+    async fn trim_delivered(&self) -> Result<(), Halt> {
+        let Source::Log { id } = self.source else {
+            return Ok(());
+        };
+        let Some(checkpoint) = self.tracker.progress.checkpoints.get(LOG_SOURCE).copied() else {
+            return Ok(());
+        };
+        let store = &self.context.store;
+        // Arrival times never decrease along a log, so a segment whose newest record arrived
+        // before the first undelivered one holds delivered records only.
+        let cutoff = match store.read(id, checkpoint, 1, 1).await?.first() {
+            Some(first_undelivered) if first_undelivered.sequence == checkpoint => {
+                first_undelivered.arrival_ms
+            }
+            Some(_) => return Ok(()),
+            None => match store.tail(id)?.last_arrival_ms {
+                Some(last) if store.tail(id)?.next_sequence <= checkpoint => last,
+                _ => return Ok(()),
+            },
+        };
+        store.trim_before(id, cutoff).await?;
+        Ok(())
+    }
+
     /// The source's lanes as they are now (a Kinesis stream gains shards when resharded).
     fn lanes(&mut self) -> Result<Vec<SourceLane>, Halt> {
         match &self.source {
             Source::Log { id } => Ok(vec![SourceLane {
-                name: LOG_SOURCE.to_string(),
+                name: Arc::from(LOG_SOURCE),
                 log: *id,
                 shard: None,
             }]),
@@ -306,7 +340,7 @@ impl<'a> Engine<'a> {
                     .shards
                     .iter()
                     .map(|shard| SourceLane {
-                        name: millstream_types::ShardId(shard.index).to_string(),
+                        name: Arc::from(millstream_types::ShardId(shard.index).to_string()),
                         log: shard.log_id,
                         shard: Some(shard.clone()),
                     })
@@ -379,7 +413,7 @@ impl<'a> Engine<'a> {
                 sequence: record.sequence,
                 arrival_ms: record.arrival_ms,
                 kinesis: lane.shard.as_ref().map(|shard| pipeline::KinesisOrigin {
-                    shard_id: lane.name.clone(),
+                    shard_id: lane.name.to_string(),
                     partition_key: String::from_utf8_lossy(&record.key).into_owned(),
                     sequence_number: millstream_streams::sequence_number(
                         shard,
@@ -393,22 +427,36 @@ impl<'a> Engine<'a> {
     }
 
     /// Buffers the outputs not yet written and notes what each source record still owes.
+    /// `records` come from one source lane, in sequence order.
     fn accept(&mut self, records: &[SourceRecord], outputs: Vec<Output>) {
-        let mut owed: BTreeMap<(String, u64), u32> = records
-            .iter()
-            .map(|record| ((record.source.clone(), record.sequence), 0))
-            .collect();
+        let Some(source) = records.first().map(|record| record.source.clone()) else {
+            return;
+        };
+        let first = records[0].sequence;
+        // Records of a chunk have consecutive sequences except across trimmed gaps; index by
+        // offset from the first, growing if a gap makes a sequence land past the end.
+        let mut owed: Vec<u32> = vec![0; records.len()];
+        let mut last_name: Option<(Lane, String)> = None;
         for output in outputs {
-            let lane_name = output.lane.name();
+            let lane_name = match &last_name {
+                Some((lane, name)) if *lane == output.lane => name.clone(),
+                _ => {
+                    let name = output.lane.name();
+                    last_name = Some((output.lane.clone(), name.clone()));
+                    name
+                }
+            };
             if self
                 .tracker
                 .already_written(&lane_name, &output.source, output.position)
             {
                 continue;
             }
-            *owed
-                .entry((output.source.clone(), output.position.0))
-                .or_default() += 1;
+            let offset = (output.position.0 - first) as usize;
+            if offset >= owed.len() {
+                owed.resize(offset + 1, 0);
+            }
+            owed[offset] += 1;
             let size = output.data.len() as u64;
             let buffer = self.buffers.entry(lane_name).or_insert_with(|| LaneBuffer {
                 lane: output.lane.clone(),
@@ -421,8 +469,9 @@ impl<'a> Engine<'a> {
             buffer.outputs.push(output);
             self.buffered_bytes += size;
         }
-        for ((source, sequence), pending) in owed {
-            self.tracker.record_read(&source, sequence, pending);
+        for record in records {
+            let pending = owed[(record.sequence - first) as usize];
+            self.tracker.record_read(&source, record.sequence, pending);
         }
     }
 
@@ -476,7 +525,7 @@ impl<'a> Engine<'a> {
         let mut spans: BTreeMap<String, (Position, Position)> = BTreeMap::new();
         for output in &outputs {
             spans
-                .entry(output.source.clone())
+                .entry(output.source.to_string())
                 .and_modify(|(first, last)| {
                     *first = (*first).min(output.position);
                     *last = (*last).max(output.position);
@@ -495,11 +544,12 @@ impl<'a> Engine<'a> {
         self.tracker.begin(intent);
         self.persist().await?;
         self.write_with_retries(&lane, &outputs, &keys).await?;
-        let delivered: Vec<(String, u64)> = outputs
-            .iter()
-            .map(|output| (output.source.clone(), output.position.0))
-            .collect();
-        self.tracker.complete(&batch, &delivered);
+        self.tracker.complete(
+            &batch,
+            outputs
+                .iter()
+                .map(|output| (output.source.as_ref(), output.position.0)),
+        );
         self.persist().await?;
         self.context.health.succeed(&self.context.name);
         Ok(())
@@ -556,7 +606,7 @@ impl<'a> Engine<'a> {
         for intent in intents {
             let mut records = Vec::new();
             for (source, ((first, _), (last, _))) in &intent.batch.spans {
-                let Some(lane) = lanes.iter().find(|lane| &lane.name == source) else {
+                let Some(lane) = lanes.iter().find(|lane| &*lane.name == source.as_str()) else {
                     continue;
                 };
                 let mut next = *first;
@@ -585,7 +635,7 @@ impl<'a> Engine<'a> {
                     .await?;
             }
             // With no outputs (a transform dropped them this time) there is nothing to rewrite.
-            self.tracker.complete(&intent.batch, &[]);
+            self.tracker.complete(&intent.batch, std::iter::empty());
             self.persist().await?;
         }
         Ok(())

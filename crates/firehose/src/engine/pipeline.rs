@@ -80,10 +80,10 @@ impl Lane {
     }
 }
 
-/// A source record as read.
+/// A source record as read. `source` is shared by every record of a lane (cheap clones).
 #[derive(Debug, Clone)]
 pub(crate) struct SourceRecord {
-    pub source: String,
+    pub source: std::sync::Arc<str>,
     pub sequence: u64,
     pub arrival_ms: u64,
     pub data: Bytes,
@@ -100,7 +100,7 @@ pub(crate) struct KinesisOrigin {
 #[derive(Debug, Clone)]
 pub(crate) struct Output {
     pub lane: Lane,
-    pub source: String,
+    pub source: std::sync::Arc<str>,
     pub position: (u64, u32),
     pub arrival_ms: u64,
     pub data: Bytes,

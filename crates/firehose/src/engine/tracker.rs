@@ -7,8 +7,8 @@ use crate::meta::{Batch, Intent, Progress};
 /// In-memory view of delivery progress over the persisted `Progress`.
 pub(crate) struct Tracker {
     pub progress: Progress,
-    /// Outputs of each read source record not yet delivered, by (source, sequence).
-    outstanding: BTreeMap<(String, u64), u32>,
+    /// Outputs of each read source record not yet delivered, by source, then sequence.
+    outstanding: BTreeMap<String, BTreeMap<u64, u32>>,
     /// Next sequence to read per source.
     read_next: BTreeMap<String, u64>,
 }
@@ -54,13 +54,18 @@ impl Tracker {
     /// A source record was read and produced `pending` outputs still to deliver.
     pub fn record_read(&mut self, source: &str, sequence: u64, pending: u32) {
         if pending > 0 {
-            *self
-                .outstanding
-                .entry((source.to_string(), sequence))
-                .or_default() += pending;
+            let owed = match self.outstanding.get_mut(source) {
+                Some(owed) => owed,
+                None => self.outstanding.entry(source.to_string()).or_default(),
+            };
+            *owed.entry(sequence).or_default() += pending;
         }
-        let next = self.read_next.entry(source.to_string()).or_default();
-        *next = (*next).max(sequence + 1);
+        match self.read_next.get_mut(source) {
+            Some(next) => *next = (*next).max(sequence + 1),
+            None => {
+                self.read_next.insert(source.to_string(), sequence + 1);
+            }
+        }
     }
 
     pub fn begin(&mut self, intent: Intent) {
@@ -70,12 +75,18 @@ impl Tracker {
     /// A batch reached its destination: its outputs are no longer outstanding, the intent
     /// becomes a delivered batch, and checkpoints move past every fully delivered record.
     /// `delivered_outputs` lists (source, sequence) once per output of the batch.
-    pub fn complete(&mut self, batch: &Batch, delivered_outputs: &[(String, u64)]) {
-        for key in delivered_outputs {
-            if let Some(count) = self.outstanding.get_mut(&(key.0.clone(), key.1)) {
+    pub fn complete<'s>(
+        &mut self,
+        batch: &Batch,
+        delivered_outputs: impl IntoIterator<Item = (&'s str, u64)>,
+    ) {
+        for (source, sequence) in delivered_outputs {
+            if let Some(owed) = self.outstanding.get_mut(source)
+                && let Some(count) = owed.get_mut(&sequence)
+            {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
-                    self.outstanding.remove(&(key.0.clone(), key.1));
+                    owed.remove(&sequence);
                 }
             }
         }
@@ -90,9 +101,8 @@ impl Tracker {
         for (source, next) in &self.read_next {
             let lowest_outstanding = self
                 .outstanding
-                .range((source.clone(), 0)..=(source.clone(), u64::MAX))
-                .next()
-                .map(|((_, sequence), _)| *sequence);
+                .get(source)
+                .and_then(|owed| owed.keys().next().copied());
             let checkpoint = lowest_outstanding.unwrap_or(*next);
             self.progress.checkpoints.insert(source.clone(), checkpoint);
         }
@@ -128,7 +138,7 @@ mod tests {
         tracker.record_read("log", 0, 2);
         tracker.record_read("log", 1, 1);
         let data = batch("data", (0, 0), (1, 0));
-        tracker.complete(&data, &[("log".into(), 0), ("log".into(), 1)]);
+        tracker.complete(&data, [("log", 0), ("log", 1)]);
         assert_eq!(
             tracker.progress.checkpoints["log"], 0,
             "backup of 0 pending"
@@ -136,7 +146,7 @@ mod tests {
         assert!(tracker.already_written("data", "log", (1, 0)));
         assert!(!tracker.already_written("backup", "log", (0, u32::MAX)));
         let backup = batch("backup", (0, u32::MAX), (0, u32::MAX));
-        tracker.complete(&backup, &[("log".into(), 0)]);
+        tracker.complete(&backup, [("log", 0)]);
         assert_eq!(tracker.progress.checkpoints["log"], 2);
         assert!(
             tracker.progress.delivered.is_empty(),
@@ -149,7 +159,7 @@ mod tests {
         let mut tracker = Tracker::new(Progress::default());
         tracker.record_read("log", 0, 0);
         tracker.record_read("log", 1, 1);
-        tracker.complete(&batch("data", (1, 0), (1, 0)), &[("log".into(), 1)]);
+        tracker.complete(&batch("data", (1, 0), (1, 0)), [("log", 1)]);
         assert_eq!(tracker.progress.checkpoints["log"], 2);
     }
 }
