@@ -818,3 +818,143 @@ async fn every_compression_format_has_its_framing_and_extension() {
         assert_eq!(plain, b"abcdef", "{name}");
     }
 }
+
+/// A KPL aggregated record, encoded here independently of the server's decoder: magic,
+/// protobuf `AggregatedRecord { partition_key_table = 1; records = 3 { partition_key_index = 1;
+/// data = 3 } }`, then the MD5 of the protobuf.
+fn kpl_aggregate(parts: &[&str]) -> Vec<u8> {
+    fn varint(mut value: u64, out: &mut Vec<u8>) {
+        while value >= 0x80 {
+            out.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        out.push(value as u8);
+    }
+    fn field(tag: u64, bytes: &[u8], out: &mut Vec<u8>) {
+        varint(tag << 3 | 2, out);
+        varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+    let mut message = Vec::new();
+    field(1, b"pk", &mut message);
+    for part in parts {
+        let mut record = Vec::new();
+        varint(1 << 3, &mut record);
+        varint(0, &mut record);
+        field(3, part.as_bytes(), &mut record);
+        field(3, &record, &mut message);
+    }
+    use md5::Digest;
+    let digest = md5::Md5::digest(&message);
+    let mut out = vec![0xF3, 0x89, 0x9A, 0xC2];
+    out.extend_from_slice(&message);
+    out.extend_from_slice(&digest);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregated_records_are_split_before_delivery() {
+    let server = TestServer::start();
+    let client = firehose_client(&server.endpoint);
+    let deaggregation = Processor::builder()
+        .r#type(ProcessorType::RecordDeAggregation)
+        .parameters(
+            ProcessorParameter::builder()
+                .parameter_name(ProcessorParameterName::SubRecordType)
+                .parameter_value("JSON")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("json-agg")
+        .extended_s3_destination_configuration(
+            s3_config("split")
+                .processing_configuration(
+                    ProcessingConfiguration::builder()
+                        .enabled(true)
+                        .processors(newline())
+                        .processors(deaggregation)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client
+        .put_record()
+        .delivery_stream_name("json-agg")
+        .record(
+            Record::builder()
+                .data(Blob::new("{\"a\":1}{\"a\":2}\n{\"a\":3}"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let objects = eventually(WAIT, "the split JSON records", || {
+        let objects = embedded_objects(&server.data_dir, "split");
+        (!objects.is_empty()).then_some(objects)
+    });
+    assert_eq!(
+        objects.values().next().unwrap(),
+        b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n",
+        "one line per sub-record (the delimiter applies after de-aggregation)"
+    );
+
+    // From a Kinesis stream, KPL aggregates are unpacked without any processor.
+    let kinesis = server.client();
+    kinesis
+        .create_stream()
+        .stream_name("kpl-src")
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name("kpl-src")
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_string();
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("from-kpl")
+        .delivery_stream_type(DeliveryStreamType::KinesisStreamAsSource)
+        .kinesis_stream_source_configuration(
+            KinesisStreamSourceConfiguration::builder()
+                .kinesis_stream_arn(&arn)
+                .role_arn("arn:aws:iam::000000000000:role/r")
+                .build()
+                .unwrap(),
+        )
+        .extended_s3_destination_configuration(s3_config("kpl").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    kinesis
+        .put_record()
+        .stream_name("kpl-src")
+        .partition_key("pk")
+        .data(aws_sdk_kinesis::primitives::Blob::new(kpl_aggregate(&[
+            "x1;", "x2;", "x3;",
+        ])))
+        .send()
+        .await
+        .unwrap();
+    let objects = eventually(WAIT, "the unpacked KPL records", || {
+        let objects = embedded_objects(&server.data_dir, "kpl");
+        (!objects.is_empty()).then_some(objects)
+    });
+    assert_eq!(objects.values().next().unwrap(), b"x1;x2;x3;");
+}
