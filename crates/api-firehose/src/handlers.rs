@@ -72,9 +72,6 @@ impl Handlers<'_> {
         };
         let (kind, document) = single_destination(&request, false)?;
         let spec = spec_from_document(&kind, &document, &self.firehose.config().tables)?;
-        if spec.dynamic_partitioning() && source == SourceKind::KinesisStreamAsSource {
-            // Both are allowed on AWS; noted only so the combination stays deliberate.
-        }
         let encryption = i.delivery_stream_encryption_configuration_input.map(|e| {
             (
                 e.key_type.unwrap_or_else(|| "AWS_OWNED_CMK".to_string()),

@@ -473,7 +473,7 @@ impl Writer {
             ) => {
                 let body = concatenate(outputs);
                 staging.put(&keys[0], body.clone(), &id).await?;
-                self.copy_with_retries(target, staging, &body, keys, *retry, &id)
+                self.copy_with_retries(target, staging, &body, keys, *retry)
                     .await?;
                 self.record_success(lane, outputs, body.len(), 0);
             }
@@ -552,7 +552,6 @@ impl Writer {
         body: &[u8],
         keys: &[String],
         retry: Duration,
-        id: &str,
     ) -> Result<(), WriteFailure> {
         let started = Instant::now();
         let mut attempt = 0;
@@ -578,7 +577,6 @@ impl Writer {
                             kind: FAILURE_TYPE.to_string(),
                             details: err.to_string(),
                         })?;
-                    let _ = id;
                     return Ok(());
                 }
             }
