@@ -126,13 +126,7 @@ pub struct DeliveryStreamView {
 impl DeliveryStreamView {
     /// The encryption status shown now: ENABLING/DISABLING settle after the create delay.
     pub fn encryption_status(&self, delay: Duration) -> Option<String> {
-        let encryption = self.meta.encryption.as_ref()?;
-        let settled = now_ms() >= encryption.changed_ms + delay.as_millis() as u64;
-        Some(match (encryption.status.as_str(), settled) {
-            ("ENABLING", true) => "ENABLED".to_string(),
-            ("DISABLING", true) => "DISABLED".to_string(),
-            (status, _) => status.to_string(),
-        })
+        current_encryption_status(&self.meta, delay)
     }
 }
 

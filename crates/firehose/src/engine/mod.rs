@@ -310,10 +310,13 @@ impl<'a> Engine<'a> {
                 first_undelivered.arrival_ms
             }
             Some(_) => return Ok(()),
-            None => match store.tail(id)?.last_arrival_ms {
-                Some(last) if store.tail(id)?.next_sequence <= checkpoint => last,
-                _ => return Ok(()),
-            },
+            None => {
+                let tail = store.tail(id)?;
+                match tail.last_arrival_ms {
+                    Some(last) if tail.next_sequence <= checkpoint => last,
+                    _ => return Ok(()),
+                }
+            }
         };
         store.trim_before(id, cutoff).await?;
         Ok(())
