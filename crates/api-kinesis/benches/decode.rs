@@ -89,6 +89,14 @@ fn base64_strict(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("base64_crate", size), &text, |b, text| {
             b.iter(|| STANDARD.decode(black_box(text)).expect("valid base64"));
         });
+        // base64-simd alone, which `decode_base64_strict` tries first.
+        group.bench_with_input(BenchmarkId::new("base64_simd", size), &text, |b, text| {
+            b.iter(|| {
+                base64_simd::STANDARD
+                    .decode_to_vec(black_box(text))
+                    .expect("valid base64")
+            });
+        });
     }
     group.finish();
 }

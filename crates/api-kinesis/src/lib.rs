@@ -11,6 +11,7 @@ mod convert;
 mod error;
 mod handlers;
 pub mod model;
+pub mod records_json;
 mod subscribe;
 
 use bytes::Bytes;
@@ -121,7 +122,15 @@ impl KinesisApi {
             EnableEnhancedMonitoring => {
                 run(protocol, body, async |i| h.enable_monitoring(i).await).await
             }
-            GetRecords => run(protocol, body, async |i| h.get_records(i).await).await,
+            GetRecords => {
+                let input: model::GetRecordsInput = decode(protocol, body)?;
+                input.validate_input()?;
+                let output = h.get_records(input).await?;
+                Ok(match protocol {
+                    Protocol::Json => records_json::encode_get_records(&output),
+                    Protocol::Cbor => encode(protocol, &output),
+                })
+            }
             GetResourcePolicy => run(protocol, body, async |i| h.get_resource_policy(i)).await,
             GetShardIterator => run(protocol, body, async |i| h.get_shard_iterator(i).await).await,
             IncreaseStreamRetentionPeriod => {

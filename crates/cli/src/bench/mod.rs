@@ -3,9 +3,10 @@
 //!
 //! Scenarios: `put` (PutRecords), `single` (PutRecord), `get` (put, then read everything
 //! back with GetRecords and verify it), `e2e` (a fixed-rate producer and polling or
-//! SubscribeToShard consumers; put-to-consume latency) and `firehose` (PutRecordBatch into a
-//! delivery stream, then how fast delivery to objects keeps up). Every record carries its id, send
-//! time and a hash of its bytes (see `payload`), so read-back verifies each acknowledged
+//! SubscribeToShard consumers; put-to-consume latency), `firehose` (PutRecordBatch into a
+//! delivery stream, then how fast delivery to objects keeps up) and `scale` (the cost of
+//! holding many streams and shards, and one very wide stream). Every record carries its id,
+//! send time and a hash of its bytes (see `payload`), so read-back verifies each acknowledged
 //! record came back exactly once, where and in the order it was acknowledged, intact.
 //!
 //! Every loop stops by itself: producers at `--duration` or `--max-records`, readers at an
@@ -18,6 +19,7 @@ mod consume;
 mod firehose;
 mod load;
 mod payload;
+mod scale;
 mod stats;
 mod verify;
 
@@ -71,6 +73,9 @@ enum Scenario {
     /// Firehose Direct PUT (PutRecordBatch) into compressed objects on the server's object
     /// store, and how long delivery takes to catch up (read from the server's /metrics).
     Firehose(firehose::FirehoseArgs),
+    /// `put` on a small stream, again while many other streams sit idle (and what holding
+    /// them costs the server), then on one stream of very many shards.
+    Scale(scale::ScaleArgs),
 }
 
 /// Settings every scenario has (given before or after the scenario's name).
@@ -209,8 +214,13 @@ fn check_loopback(endpoint: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress bar on stderr when it is a terminal, hidden otherwise.
+/// A progress bar of records on stderr when it is a terminal, hidden otherwise.
 fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
+    counting_bar(total, message, "records")
+}
+
+/// `progress_bar` counting `unit` (records, streams) instead of records.
+fn counting_bar(total: Option<u64>, message: &str, unit: &str) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
@@ -218,10 +228,12 @@ fn progress_bar(total: Option<u64>, message: &str) -> ProgressBar {
     };
     let bar = ProgressBar::with_draw_target(total, target);
     let template = match total {
-        Some(_) => "{msg} [{bar:30}] {human_pos}/{human_len} records, {per_sec}, {elapsed}",
-        None => "{spinner} {msg} {human_pos} records, {per_sec}, {elapsed}",
+        Some(_) => format!(
+            "{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, {{elapsed}}"
+        ),
+        None => format!("{{spinner}} {{msg}} {{human_pos}} {unit}, {{per_sec}}, {{elapsed}}"),
     };
-    if let Ok(style) = ProgressStyle::with_template(template) {
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(message.to_owned());
@@ -482,12 +494,18 @@ async fn put_phase(
     let elapsed = started.elapsed();
     ticker.finish(&counter);
     let produced = produced.context("no producers")?;
+    let value = put_json(&produced, elapsed, &probe);
+    Ok((produced, value))
+}
+
+/// The report of one put phase: throughput, failures, request latency, CPU and memory.
+fn put_json(produced: &Produced, elapsed: Duration, probe: &stats::Probe) -> Value {
     let mut value = phase_json(produced.records, produced.bytes, produced.requests, elapsed);
     value["failed_records"] = json!(produced.failed);
     value["errors"] = json!(produced.errors);
     value["latency_ms"] = stats::latency_json(&produced.latency);
     value["resources"] = probe.finish(produced.records);
-    Ok((produced, value))
+    value
 }
 
 async fn read_phase(
@@ -719,6 +737,7 @@ fn scenario_name(scenario: &Scenario) -> &'static str {
         Scenario::Get(_) => "get",
         Scenario::E2e(_) => "e2e",
         Scenario::Firehose(_) => "firehose",
+        Scenario::Scale(_) => "scale",
     }
 }
 
@@ -730,6 +749,7 @@ fn run_bound(scenario: &Scenario) -> anyhow::Result<Duration> {
         Scenario::Get(a) => a.put.load.duration + a.read_timeout,
         Scenario::E2e(a) => a.duration + a.drain + 10.0,
         Scenario::Firehose(a) => a.duration + a.drain_timeout,
+        Scenario::Scale(a) => a.run_seconds(),
     };
     Ok(seconds(secs, "duration")? + RUN_SLACK)
 }
@@ -769,6 +789,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Firehose has its own setup (a delivery stream, not a Kinesis stream) and report.
     if let Scenario::Firehose(a) = &args.scenario {
         return firehose::run(&args.connection, &common, a, report, bound).await;
+    }
+    // Scale creates and deletes many streams of its own, phase by phase.
+    if let Scenario::Scale(a) = &args.scenario {
+        return scale::run(&client, &args.connection, &common, a, report, bound).await;
     }
     let setup = setup(&client, &common, name).await?;
     report["stream"] = json!(setup.stream);
@@ -840,6 +864,7 @@ async fn scenario(setup: &Setup, common: &Common, scenario: &Scenario) -> anyhow
         }
         Scenario::E2e(a) => e2e_phase(setup, common, a).await,
         Scenario::Firehose(_) => bail!("the firehose scenario runs through firehose::run"),
+        Scenario::Scale(_) => bail!("the scale scenario runs through scale::run"),
     }
 }
 
@@ -870,6 +895,12 @@ fn config_json(scenario: &Scenario) -> Value {
             "poll_idle_ms": a.poll_idle_ms, "drain_s": a.drain,
         }),
         Scenario::Firehose(a) => a.config_json(),
+        Scenario::Scale(a) => {
+            let mut v = load(&a.put.load);
+            v["batch"] = json!(a.put.batch);
+            merge(&mut v, a.config_json());
+            v
+        }
     }
 }
 

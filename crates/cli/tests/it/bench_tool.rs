@@ -221,3 +221,78 @@ fn bench_firehose_puts_and_waits_for_delivery_into_gzip_objects() {
         objects.keys().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn bench_scale_holds_streams_writes_every_wide_shard_and_deletes_all_it_created() {
+    let server = TestServer::start();
+    let report = bench(
+        &server,
+        &[
+            "scale",
+            "--streams",
+            "40",
+            "--stream-shards",
+            "2",
+            "--wide-shards",
+            "64",
+            "-c",
+            "2",
+            "-b",
+            "100",
+            "-s",
+            "200",
+            "-d",
+            "1",
+            "--idle-seconds",
+            "1",
+        ],
+    );
+    assert_eq!(report["scenario"], "scale");
+    let hold = &report["hold"];
+    assert_eq!(hold["streams_requested"], 40, "{report:#}");
+    assert_eq!(hold["streams_created"], 40, "{report:#}");
+    assert_eq!(hold["streams_active"], 40, "{report:#}");
+    assert_eq!(hold["shards"], 80);
+    for moment in ["before", "after"] {
+        let state = &hold["server"][moment];
+        assert!(state["rss_mb"].as_f64().unwrap() > 0.0, "{report:#}");
+        assert!(state["threads"].as_u64().unwrap() >= 1, "{report:#}");
+        assert!(state["open_fds"].as_u64().unwrap() >= 1, "{report:#}");
+    }
+    assert!(hold["server"]["rss_kib_per_shard"].is_number());
+    assert!(hold["idle"]["server_cpu_pct"].is_number(), "{report:#}");
+    for phase in ["baseline", "loaded"] {
+        assert!(report[phase]["records"].as_u64().unwrap() > 0, "{report:#}");
+        assert_eq!(report[phase]["failed_records"], 0, "{report:#}");
+        assert_eq!(report[phase]["shards"], 4);
+    }
+    // The loaded phase reruns the baseline on the same stream.
+    assert_eq!(report["loaded"]["stream"], report["baseline"]["stream"]);
+    assert!(
+        report["loaded"]["vs_baseline"]["records_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let wide = &report["wide"];
+    assert_eq!(wide["shards"], 64, "{report:#}");
+    assert_eq!(wide["shards_acknowledged"], 64, "{report:#}");
+    assert_eq!(wide["all_shards_written"], true);
+    // 40 held streams, the baseline's and the wide one.
+    let cleanup = &report["cleanup"];
+    assert_eq!(cleanup["streams"], 42, "{report:#}");
+    assert_eq!(cleanup["deleted"], 42, "{report:#}");
+    assert_eq!(cleanup["remaining"], 0, "{report:#}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listed = runtime
+        .block_on(server.client().list_streams().send())
+        .unwrap();
+    assert!(
+        listed.stream_names().is_empty(),
+        "left behind: {:?}",
+        listed.stream_names()
+    );
+}
