@@ -172,7 +172,23 @@ fn configured_log_filter(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     Ok(Settings::from_toml(&text)?.log)
 }
 
+/// Raises the soft limit on open files to the hard limit. The store keeps one file open
+/// per shard (its active segment), so 1,000 streams of 4 shards need ~4,000 descriptors:
+/// past the common soft default of 1,024 although the hard limit (often 524,288) allows
+/// them. Returns the (old, new) soft limit when it changed.
+fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let (soft, hard) = rlimit::Resource::NOFILE.get().ok()?;
+    if soft >= hard {
+        return None;
+    }
+    rlimit::Resource::NOFILE.set(hard, hard).ok()?;
+    Some((soft, hard))
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some((old, new)) = raise_open_files_limit() {
+        tracing::info!(old, new, "raised the open files limit (one file per shard)");
+    }
     let config = ServerConfig::resolve(args.settings()?)?;
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config).await?;

@@ -338,3 +338,47 @@ fn completions_are_generated_for_bash() {
     assert!(script.contains("complete -F _millstream"), "{script}");
     assert!(script.contains("retention"), "subcommands are included");
 }
+
+/// One file per shard stays open (each shard's active segment), so `serve` lifts its soft
+/// open-files limit to the hard one instead of failing at ~1,000 shards under the usual
+/// soft default of 1,024.
+#[test]
+fn serve_raises_the_soft_open_files_limit_to_the_hard_one() {
+    use std::io::{BufRead, BufReader};
+
+    fn open_files_limits(pid: &str) -> Vec<String> {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("a Max open files line")
+            .to_owned();
+        line.split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    let hard = open_files_limits("self")[1].clone();
+    assert_ne!(hard, "256", "needs a hard limit above 256");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -Sn 256 && exec "$0" serve --port 0 --data-dir "$1""#)
+        .arg(env!("CARGO_BIN_EXE_millstream"))
+        .arg(dir.path())
+        .env("MILLSTREAM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start millstream");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let limits = open_files_limits(&child.id().to_string());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(line.starts_with("millstream listening on "), "{line:?}");
+    assert_eq!(limits, [hard.clone(), hard]);
+}
