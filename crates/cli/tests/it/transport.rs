@@ -257,3 +257,71 @@ async fn tls_with_alpn_h2_and_the_rust_sdk_on_the_same_port() {
         ["h2tls", "sdk-tls"]
     );
 }
+
+/// One HTTP/1.1 exchange with `Connection: close`; the response head, lower-cased.
+fn exchange_head(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
+}
+
+/// Browsers (the web console, JavaScript SDK users) get CORS answers: preflights echo what
+/// was asked, requests with an `Origin` expose the AWS headers, others carry no CORS headers.
+#[test]
+fn cors_preflight_and_cross_origin_requests() {
+    let server = TestServer::start();
+    let preflight = exchange_head(
+        server.port,
+        "OPTIONS / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nOrigin: http://console.test\r\n\
+         Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: x-amz-target,content-type\r\n\r\n",
+    );
+    assert!(preflight.starts_with("http/1.1 200"), "{preflight}");
+    assert!(
+        preflight.contains("access-control-allow-origin: *"),
+        "{preflight}"
+    );
+    assert!(
+        preflight.contains("access-control-allow-headers: x-amz-target,content-type"),
+        "{preflight}"
+    );
+    assert!(
+        preflight.contains("access-control-allow-methods: post"),
+        "{preflight}"
+    );
+    assert!(
+        preflight.contains("access-control-max-age: 172800"),
+        "{preflight}"
+    );
+
+    let body = "{}";
+    let post = |origin: &str| {
+        exchange_head(
+            server.port,
+            &format!(
+                "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{origin}\
+                 Content-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n\
+                 X-Amz-Date: 20260101T000000Z\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let cross = post("Origin: http://console.test\r\n");
+    assert!(cross.starts_with("http/1.1 200"), "{cross}");
+    assert!(cross.contains("access-control-allow-origin: *"), "{cross}");
+    assert!(
+        cross.contains("access-control-expose-headers: x-amzn-requestid,"),
+        "{cross}"
+    );
+    assert!(cross.contains("x-amzn-requestid: "), "{cross}");
+    let same = post("");
+    assert!(same.starts_with("http/1.1 200"), "{same}");
+    assert!(!same.contains("access-control-"), "{same}");
+}
