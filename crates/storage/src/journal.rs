@@ -158,8 +158,11 @@ impl Metrics {
 /// The journal thread's view of one log: its active segment, open for writing.
 pub(crate) struct LogFiles {
     pub shared: Arc<LogShared>,
-    /// Shared with the background flusher.
-    pub active: Arc<File>,
+    /// The active segment, opened on first write and closed again once the log has gone a
+    /// whole checkpoint interval unwritten, so idle shards hold no file descriptor (1,000
+    /// streams of 4 shards would otherwise hold 4,000). Clones go to the flusher and the
+    /// checkpoint job, which keep the file open for as long as they need it.
+    pub active: Option<Arc<File>>,
     /// Next sequence the journal accepts for this log (== active segment end between
     /// group commits).
     pub next_sequence: u64,
@@ -171,6 +174,25 @@ pub(crate) struct LogFiles {
 }
 
 impl LogFiles {
+    /// The active segment's file, opened if it is not.
+    fn active_file(&mut self) -> std::io::Result<Arc<File>> {
+        if let Some(file) = &self.active {
+            return Ok(file.clone());
+        }
+        let path = self
+            .shared
+            .segments
+            .lock()
+            .segments
+            .last()
+            .expect("a log always has an active segment")
+            .path
+            .clone();
+        let file = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
+        self.active = Some(file.clone());
+        Ok(file)
+    }
+
     fn active_len(&self) -> u64 {
         self.shared
             .segments
@@ -194,9 +216,10 @@ impl LogFiles {
             self.roll(layer, metrics)?;
         }
         let offset = self.active_len();
-        if let Err(e) = layer.write_all_at(&self.active, frame, offset) {
+        let file = self.active_file()?;
+        if let Err(e) = layer.write_all_at(&file, frame, offset) {
             // Best effort: the caller fences anyway, and recovery truncates torn frames.
-            let _ = layer.set_len(&self.active, offset);
+            let _ = layer.set_len(&file, offset);
             return Err(e);
         }
         self.dirty = true;
@@ -218,7 +241,7 @@ impl LogFiles {
     /// with its header and fdatasync it, then fsync the directory. A crash in between
     /// leaves either the old segment last (and complete) or an empty new one.
     pub fn roll(&mut self, layer: &dyn WriteLayer, metrics: &Metrics) -> std::io::Result<()> {
-        layer.sync_data(&self.active)?;
+        layer.sync_data(&*self.active_file()?)?;
         let (sealed, base) = {
             let segments = self.shared.segments.lock();
             let active = segments
@@ -240,7 +263,7 @@ impl LogFiles {
             },
         )?;
         sync_dir(&self.shared.dir)?;
-        self.active = Arc::new(file);
+        self.active = Some(Arc::new(file));
         self.dirty = false;
         self.shared
             .segments
@@ -773,8 +796,10 @@ impl Journal {
                 .logs
                 .values_mut()
                 .filter(|f| f.unflushed)
-                .map(|f| {
+                .filter_map(|f| {
                     f.unflushed = false;
+                    // A closed file was not written for a whole checkpoint interval: the
+                    // checkpoint that noted its last writes syncs it.
                     f.active.clone()
                 })
                 .collect();
@@ -904,16 +929,19 @@ impl Journal {
         }
         let mut entries: Vec<(LogId, u64)> = Vec::with_capacity(self.logs.len());
         let mut dirty = Vec::new();
-        for (id, files) in &self.logs {
+        for (id, files) in &mut self.logs {
             entries.push((*id, files.next_sequence));
             if files.dirty {
+                let file = files
+                    .active_file()
+                    .map_err(|e| StorageError::io(&files.shared.dir, e))?;
                 let segments = files.shared.segments.lock();
                 let active = segments
                     .segments
                     .last()
                     .expect("a log always has an active segment");
                 dirty.push(DirtySegment {
-                    file: files.active.clone(),
+                    file,
                     shared: files.shared.clone(),
                     path: active.path.clone(),
                     end: active.end,
@@ -947,6 +975,10 @@ impl Journal {
             }
         };
         for files in self.logs.values_mut() {
+            if !files.dirty {
+                // Unwritten since the previous checkpoint, whose job synced it: idle.
+                files.active = None;
+            }
             files.dirty = false;
         }
         self.path = path;
@@ -1040,13 +1072,11 @@ impl Journal {
             sync_dir(&self.logs_dir)?;
             Ok::<File, std::io::Error>(file)
         })();
-        let file = match result {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(StorageError::io(&dir, e));
-            }
-        };
+        // The first segment's file is closed again here: it is opened on the first append.
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(StorageError::io(&dir, e));
+        }
         shared
             .segments
             .lock()
@@ -1056,7 +1086,8 @@ impl Journal {
             shared.id,
             LogFiles {
                 shared,
-                active: Arc::new(file),
+                // Opened on the first append: a log that is never written holds no descriptor.
+                active: None,
                 unflushed: false,
                 next_sequence: 0,
                 last_arrival_ms: 0,

@@ -430,7 +430,6 @@ fn recover_log(
     let mut set = SegmentSet::default();
     let mut arrival_floor = 0u64;
     let last_index = bases.len() - 1;
-    let mut active: Option<File> = None;
     let mut salvage = None;
     for (i, base) in bases.iter().copied().enumerate() {
         let path = segment::segment_path(dir, base);
@@ -537,9 +536,6 @@ fn recover_log(
             arrival_floor = arrival_floor.max(max);
         }
         set.segments.push(meta);
-        if i == last_index {
-            active = Some(file);
-        }
     }
     let first_sequence = set.first_sequence().expect("at least one segment");
     let next_sequence = set
@@ -555,7 +551,8 @@ fn recover_log(
     let shared = Arc::new(LogShared::new(id, dir.to_path_buf(), set, tail));
     let files = LogFiles {
         shared,
-        active: Arc::new(active.expect("the last segment was opened")),
+        // Opened again on the next append (replay included): idle logs hold no descriptor.
+        active: None,
         unflushed: false,
         next_sequence,
         last_arrival_ms: arrival_floor,

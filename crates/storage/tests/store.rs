@@ -323,3 +323,79 @@ async fn a_torn_journal_tail_is_cut_and_nothing_acknowledged_is_lost() {
     let store = Store::open(config).await.unwrap();
     assert_eq!(store.tail(1).unwrap().next_sequence, 6);
 }
+
+/// Segment files of `dir` this process holds open.
+fn open_segment_files(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| {
+            target.starts_with(dir) && target.extension().is_some_and(|ext| ext == "seg")
+        })
+        .count()
+}
+
+/// Idle logs hold no file descriptor: one that was never written has none, one written and
+/// then left alone for a whole checkpoint interval gives its back, and either is opened
+/// again by the next append, before and after a reopen, with every record readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_logs_hold_no_open_segment_file() {
+    const LOGS: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.journal_bytes_max = 4096;
+    // Reads come from the segment files, not the cache.
+    config.cache_bytes_max = 1;
+    let store = Store::open(config.clone()).await.unwrap();
+    for log in 0..LOGS {
+        store.create_log(log).await.unwrap();
+    }
+    assert_eq!(open_segment_files(dir.path()), 0, "created, never written");
+
+    for log in 0..LOGS {
+        store
+            .append(log, vec![rec(&format!("first {log}"))])
+            .await
+            .unwrap();
+    }
+    assert!(open_segment_files(dir.path()) >= LOGS as usize);
+
+    let checkpoints = store.metrics().checkpoints;
+    let mut busy = 0;
+    while store.metrics().checkpoints < checkpoints + 3 {
+        store
+            .append(0, vec![rec(&format!("busy {busy} {}", "x".repeat(300)))])
+            .await
+            .unwrap();
+        busy += 1;
+    }
+    let open = open_segment_files(dir.path());
+    assert!(open <= 3, "only the busy log's file stays open, not {open}");
+
+    store.append(7, vec![rec("second 7")]).await.unwrap();
+    let got = store.read(7, 0, 10, usize::MAX).await.unwrap();
+    let texts: Vec<&[u8]> = got.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(texts, [&b"first 7"[..], b"second 7"]);
+
+    drop(store); // crash
+    let store = Store::open(config).await.unwrap();
+    assert_eq!(
+        open_segment_files(dir.path()),
+        0,
+        "recovered, not yet written"
+    );
+    for log in 0..LOGS {
+        let got = store.read(log, 0, 10_000, usize::MAX).await.unwrap();
+        let expected = match log {
+            0 => 1 + busy,
+            7 => 2,
+            _ => 1,
+        };
+        assert_eq!(got.len(), expected, "log {log}");
+        assert_eq!(got[0].data, format!("first {log}").as_bytes());
+    }
+    store.append(7, vec![rec("third 7")]).await.unwrap();
+    let got = store.read(7, 0, 10, usize::MAX).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[2].data, &b"third 7"[..]);
+}
