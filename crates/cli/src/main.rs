@@ -173,9 +173,10 @@ fn configured_log_filter(args: &ServeArgs) -> anyhow::Result<Option<String>> {
 }
 
 /// Raises the soft limit on open files to the hard limit. The store keeps one file open
-/// per shard (its active segment), so 1,000 streams of 4 shards need ~4,000 descriptors:
-/// past the common soft default of 1,024 although the hard limit (often 524,288) allows
-/// them. Returns the (old, new) soft limit when it changed.
+/// per shard written since its last checkpoint (the active segment), so 1,000 busy streams
+/// of 4 shards need ~4,000 descriptors: past the common soft default of 1,024 although the
+/// hard limit (often 524,288) allows them. Returns the (old, new) soft limit when it
+/// changed.
 fn raise_open_files_limit() -> Option<(u64, u64)> {
     let (soft, hard) = rlimit::Resource::NOFILE.get().ok()?;
     if soft >= hard {

@@ -339,9 +339,9 @@ fn completions_are_generated_for_bash() {
     assert!(script.contains("retention"), "subcommands are included");
 }
 
-/// One file per shard stays open (each shard's active segment), so `serve` lifts its soft
-/// open-files limit to the hard one instead of failing at ~1,000 shards under the usual
-/// soft default of 1,024.
+/// One file per busy shard stays open (its active segment), so `serve` lifts its soft
+/// open-files limit to the hard one instead of failing at ~1,000 written shards under the
+/// usual soft default of 1,024.
 #[test]
 fn serve_raises_the_soft_open_files_limit_to_the_hard_one() {
     use std::io::{BufRead, BufReader};
