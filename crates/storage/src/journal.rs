@@ -727,6 +727,15 @@ impl Journal {
                 )));
                 continue;
             }
+            // Open the segment before the frame is made durable: failing here (say, out of
+            // descriptors) fails this append alone, where failing after the journal write
+            // would have to fence the store.
+            if let Err(e) = files.active_file() {
+                let _ = submission
+                    .reply
+                    .send(Err(StorageError::io(&files.shared.dir, e)));
+                continue;
+            }
             rollback
                 .entry(submission.log)
                 .or_insert(files.next_sequence);

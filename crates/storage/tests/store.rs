@@ -399,3 +399,24 @@ async fn idle_logs_hold_no_open_segment_file() {
     assert_eq!(got.len(), 3);
     assert_eq!(got[2].data, &b"third 7"[..]);
 }
+
+/// A segment that cannot be opened fails the appends to its log, not the store: the frame
+/// never reaches the journal, and other logs keep taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unopenable_segment_fails_its_appends_without_fencing_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(dir.path());
+    let store = Store::open(config).await.unwrap();
+    store.create_log(1).await.unwrap();
+    store.create_log(2).await.unwrap();
+    let [segment] = segments(dir.path(), 1).try_into().unwrap();
+    std::fs::remove_file(&segment).unwrap();
+    assert!(matches!(
+        store.append(1, vec![rec("lost")]).await,
+        Err(StorageError::Io { .. })
+    ));
+    let ack = store.append(2, vec![rec("kept")]).await.unwrap();
+    assert_eq!(ack.first_sequence, 0);
+    let got = store.read(2, 0, 10, usize::MAX).await.unwrap();
+    assert_eq!(got[0].data, &b"kept"[..]);
+}
