@@ -4,6 +4,8 @@
 //!
 //! `cargo bench -p millstream-api-kinesis --bench decode`
 
+mod support;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -13,21 +15,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use millstream_api_kinesis::model::{PutRecordsInput, PutRecordsRequestEntry};
 use millstream_aws_protocol::blob::decode_base64_strict;
 use millstream_aws_protocol::{Blob, Protocol, Validate};
+use support::payload;
 
 const RECORDS: usize = 500;
-
-/// Deterministic, incompressible-looking record bytes.
-fn payload(index: usize, size: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ index as u64;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn body(size: usize) -> PutRecordsInput {
     let records = (0..RECORDS)

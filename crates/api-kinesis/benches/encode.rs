@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p millstream-api-kinesis --bench encode`
 
+mod support;
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -10,21 +12,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use millstream_api_kinesis::model::{GetRecordsOutput, Record};
 use millstream_api_kinesis::records_json::encode_get_records;
 use millstream_aws_protocol::{Blob, Protocol, Timestamp};
+use support::payload;
 
 const RECORDS: usize = 10_000;
-
-/// Deterministic, incompressible-looking record bytes.
-fn payload(index: usize, size: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ index as u64;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 fn page(size: usize) -> GetRecordsOutput {
     let records = (0..RECORDS)
