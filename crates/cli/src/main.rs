@@ -188,7 +188,11 @@ fn raise_open_files_limit() -> Option<(u64, u64)> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some((old, new)) = raise_open_files_limit() {
-        tracing::info!(old, new, "raised the open files limit (one file per shard)");
+        tracing::info!(
+            old,
+            new,
+            "raised the open files limit (one file per busy shard)"
+        );
     }
     let config = ServerConfig::resolve(args.settings()?)?;
     let data_dir = config.data_dir.clone();
