@@ -74,6 +74,11 @@ fn describe() {
         "Bytes written to the journal, framing included"
     );
     describe_counter!(
+        "millstream_storage_placed_bytes_total",
+        Unit::Bytes,
+        "Bytes of large batches written straight to their segments instead of the journal"
+    );
+    describe_counter!(
         "millstream_storage_segment_rolls_total",
         "Segments closed because they reached their size limit"
     );
@@ -180,6 +185,7 @@ impl Telemetry {
         counter!("millstream_storage_group_commits_total").absolute(m.group_commits);
         counter!("millstream_storage_journal_syncs_total").absolute(m.journal_syncs);
         counter!("millstream_storage_journal_written_bytes_total").absolute(m.journal_bytes);
+        counter!("millstream_storage_placed_bytes_total").absolute(m.placed_bytes);
         counter!("millstream_storage_segment_rolls_total").absolute(m.segment_rolls);
         publish_journal_sync_histogram(&m);
         counter!("millstream_storage_checkpoints_total").absolute(m.checkpoints);

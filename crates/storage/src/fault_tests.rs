@@ -202,3 +202,32 @@ async fn disk_full_under_concurrent_pipelined_appends_leaves_no_gap() {
     assert!(acked.len() > 100, "most appends succeeded: {}", acked.len());
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_while_placing_a_frame_fails_the_append_without_fencing() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = Arc::new(FaultLayer::new());
+    let mut config = config(dir.path());
+    config.placed_frame_bytes_min = 1; // every frame goes straight to its segment
+    let store = Store::open_with_layer(config.clone(), layer.clone())
+        .await
+        .unwrap();
+    store.create_log(1).await.unwrap();
+    for tag in 0..3 {
+        store.append(1, records(4, tag)).await.unwrap();
+    }
+    assert!(store.metrics().placed_bytes > 0);
+    // Room for part of the frame: the segment write tears before the unit is written.
+    layer.space_left.store(100, Ordering::SeqCst);
+    assert!(is_io(&store.append(1, records(4, 99)).await));
+    layer.space_left.store(u64::MAX, Ordering::SeqCst);
+    // Nothing reached the journal, so nothing needs a reopen: the next append continues.
+    let ack = store.append(1, records(2, 3)).await.unwrap();
+    assert_eq!(ack.first_sequence, 12);
+    let before_crash = read_all(&store, 1).await;
+    assert_eq!(before_crash.len(), 14);
+    drop(store);
+    let store = Store::open(config).await.unwrap();
+    assert_eq!(read_all(&store, 1).await, before_crash);
+    store.shutdown().await.unwrap();
+}

@@ -16,8 +16,9 @@ use crate::{AppendRecord, LogId, StoredRecord};
 pub(crate) const MAGIC: [u8; 8] = *b"MILLSTRM";
 /// Bumped on any incompatible change of layout or meaning; written into every new file.
 /// Version 2 changed the meaning of a journal's checkpoint unit (see the crate docs,
-/// "Journal set"), not any layout, so version-1 files are still read.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// "Journal set"), not any layout, so version-1 files are still read. Version 3 added the
+/// placed-frames unit kind; version-1 and -2 files hold none and are read unchanged.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 /// Oldest version this build reads. Version-1 journals get version-1 recovery rules.
 pub(crate) const FORMAT_VERSION_MIN: u32 = 1;
 
@@ -51,6 +52,12 @@ const _: () = assert!(UNIT_HEADER_LEN == 4 + 4 + 8 + 4);
 /// Journal unit kinds. Persisted ordinals: never reuse.
 pub(crate) const UNIT_FRAMES: u32 = 1;
 pub(crate) const UNIT_CHECKPOINT: u32 = 2;
+/// Entries tagged `PLACEMENT_*`: whole frames, or headers of frames written straight to
+/// their segment and synced with the unit (format version 3).
+pub(crate) const UNIT_PLACED: u32 = 3;
+/// Entry tags of a `UNIT_PLACED` payload. Persisted: never reuse.
+pub(crate) const PLACEMENT_INLINE: u8 = 0;
+pub(crate) const PLACEMENT_SEGMENT: u8 = 1;
 /// A unit is one group commit; bounded so a corrupt length is caught early.
 pub(crate) const UNIT_PAYLOAD_MAX: usize = 1 << 30;
 /// Checkpoint payload: `| entry_count u32 |` then entries `| log_id u64 | next_sequence u64 |`.
@@ -381,7 +388,7 @@ pub(crate) fn decode_unit_header(bytes: &[u8]) -> Result<UnitHeader, DecodeError
     if header.payload_len as usize > UNIT_PAYLOAD_MAX {
         return Err(DecodeError::Invalid("journal unit too large".into()));
     }
-    if header.kind != UNIT_FRAMES && header.kind != UNIT_CHECKPOINT {
+    if ![UNIT_FRAMES, UNIT_CHECKPOINT, UNIT_PLACED].contains(&header.kind) {
         return Err(DecodeError::Invalid(format!(
             "unknown journal unit kind {}",
             header.kind
@@ -399,6 +406,67 @@ pub(crate) fn verify_unit(header: &UnitHeader, bytes: &[u8]) -> Result<(), Decod
         ));
     }
     Ok(())
+}
+
+/// One frame of a frames unit, as recovery replays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnitEntry<'a> {
+    /// The whole frame is in the unit.
+    Inline(FrameHeader, &'a [u8]),
+    /// Only the header is: the frame was written to its log's active segment and synced
+    /// together with the unit, so a durable unit implies a durable frame there.
+    InSegment(FrameHeader),
+}
+
+/// Appends a whole frame to a `UNIT_PLACED` payload.
+pub(crate) fn push_inline_entry(buffer: &mut Vec<u8>, frame: &[u8]) {
+    buffer.push(PLACEMENT_INLINE);
+    buffer.extend_from_slice(frame);
+}
+
+/// Appends the header of a frame that went straight to its segment.
+pub(crate) fn push_segment_entry(buffer: &mut Vec<u8>, frame: &[u8]) {
+    buffer.push(PLACEMENT_SEGMENT);
+    buffer.extend_from_slice(&frame[..FRAME_HEADER_LEN]);
+}
+
+/// The entries of a checksum-valid frames unit (`UNIT_FRAMES` or `UNIT_PLACED`); inline
+/// frames are checksum-verified. The error carries the entry's offset in `payload`.
+pub(crate) fn decode_unit_entries(
+    kind: u32,
+    payload: &[u8],
+) -> Result<Vec<UnitEntry<'_>>, (usize, DecodeError)> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while at < payload.len() {
+        let placement = if kind == UNIT_PLACED {
+            let tag = payload[at];
+            at += 1;
+            tag
+        } else {
+            PLACEMENT_INLINE
+        };
+        let rest = &payload[at..];
+        let header = decode_frame_header(rest).map_err(|e| (at, e))?;
+        match placement {
+            PLACEMENT_INLINE => {
+                verify_frame(&header, rest).map_err(|e| (at, e))?;
+                entries.push(UnitEntry::Inline(header, &rest[..header.frame_len()]));
+                at += header.frame_len();
+            }
+            PLACEMENT_SEGMENT => {
+                entries.push(UnitEntry::InSegment(header));
+                at += FRAME_HEADER_LEN;
+            }
+            other => {
+                return Err((
+                    at - 1,
+                    DecodeError::Invalid(format!("unknown frame placement {other}")),
+                ));
+            }
+        }
+    }
+    Ok(entries)
 }
 
 pub(crate) fn encode_checkpoint(buffer: &mut Vec<u8>, entries: &[(LogId, u64)]) {
@@ -603,6 +671,49 @@ mod tests {
             verify_unit(&header, &buffer).unwrap();
             prop_assert_eq!(header.commit_no, commit);
             prop_assert_eq!(&buffer[UNIT_HEADER_LEN..], &payload[..]);
+        }
+
+        #[test]
+        fn placed_unit_entries_round_trip(
+            placements in proptest::collection::vec((any::<bool>(), arb_record()), 1..8),
+        ) {
+            let frames: Vec<Vec<u8>> = placements
+                .iter()
+                .enumerate()
+                .map(|(i, (_, record))| encode_frame(i as u64, 10 * i as u64, 7, std::iter::once(record)))
+                .collect();
+            let mut payload = Vec::new();
+            for ((in_segment, _), frame) in placements.iter().zip(&frames) {
+                if *in_segment {
+                    push_segment_entry(&mut payload, frame);
+                } else {
+                    push_inline_entry(&mut payload, frame);
+                }
+            }
+            let entries = decode_unit_entries(UNIT_PLACED, &payload).unwrap();
+            prop_assert_eq!(entries.len(), frames.len());
+            for (entry, ((in_segment, _), frame)) in entries.iter().zip(placements.iter().zip(&frames)) {
+                let expected = decode_frame_header(frame).unwrap();
+                match entry {
+                    UnitEntry::Inline(header, bytes) => {
+                        prop_assert!(!in_segment);
+                        prop_assert_eq!(*header, expected);
+                        prop_assert_eq!(*bytes, &frame[..]);
+                    }
+                    UnitEntry::InSegment(header) => {
+                        prop_assert!(in_segment);
+                        prop_assert_eq!(*header, expected);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn unit_entry_decoder_never_panics(
+            kind in prop_oneof![Just(UNIT_FRAMES), Just(UNIT_PLACED)],
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let _ = decode_unit_entries(kind, &bytes);
         }
 
         #[test]

@@ -593,7 +593,8 @@ fn replay(
                 Ok(unit) => unit,
                 Err(e) => break Some((offset, e.to_string())),
             };
-        if header.kind != format::UNIT_FRAMES || header.commit_no != next_commit {
+        let frames_unit = header.kind == format::UNIT_FRAMES || header.kind == format::UNIT_PLACED;
+        if !frames_unit || header.commit_no != next_commit {
             break Some((
                 offset,
                 format!(
@@ -602,20 +603,43 @@ fn replay(
                 ),
             ));
         }
-        let mut at = UNIT_HEADER_LEN;
-        while at < unit.len() {
-            let frame = unit.slice(at..);
-            let frame_header = format::decode_frame_header(&frame)
-                .and_then(|h| format::verify_frame(&h, &frame).map(|()| h))
-                .map_err(|e| {
-                    StorageError::corrupt(
-                        path,
-                        offset + at as u64,
-                        format!("frame in a valid unit: {e}"),
-                    )
-                })?;
-            let frame_bytes = &frame[..frame_header.frame_len()];
-            at += frame_header.frame_len();
+        let entries = format::decode_unit_entries(header.kind, &unit[UNIT_HEADER_LEN..]).map_err(
+            |(at, e)| {
+                StorageError::corrupt(
+                    path,
+                    offset + (UNIT_HEADER_LEN + at) as u64,
+                    format!("frame in a valid unit: {e}"),
+                )
+            },
+        )?;
+        // A placed frame was written to its segment and synced together with the unit;
+        // the unit was acknowledged only once both syncs returned. One missing from its
+        // segment means the process died between the two: nothing in this unit was
+        // acknowledged, so the journal ends before it, like a torn unit.
+        let missing = entries.iter().find_map(|entry| match entry {
+            format::UnitEntry::InSegment(frame) => journal
+                .logs
+                .get(&frame.log_id)
+                .filter(|files| frame.end_sequence() > files.next_sequence)
+                .map(|files| (frame, files.next_sequence)),
+            format::UnitEntry::Inline(..) => None,
+        });
+        if let Some((frame, segment_end)) = missing {
+            break Some((
+                offset,
+                format!(
+                    "unit places records {}..{} of log {} in a segment that ends at {}",
+                    frame.first_sequence,
+                    frame.end_sequence(),
+                    frame.log_id,
+                    segment_end
+                ),
+            ));
+        }
+        for (at, entry) in entries.into_iter().enumerate() {
+            let format::UnitEntry::Inline(frame_header, frame_bytes) = entry else {
+                continue; // in its segment: checked above
+            };
             // No directory: the log was deleted (ids are never reused).
             let Some(files) = journal.logs.get_mut(&frame_header.log_id) else {
                 continue;
@@ -626,9 +650,10 @@ fn replay(
             if frame_header.first_sequence != files.next_sequence {
                 return Err(StorageError::corrupt(
                     path,
-                    offset + (at - frame_header.frame_len()) as u64,
+                    offset,
                     format!(
-                        "journal frame of log {} starts at {} but its segments end at {}",
+                        "journal frame {at} of this unit (log {}) starts at {} but its \
+                         segments end at {}",
                         frame_header.log_id, frame_header.first_sequence, files.next_sequence
                     ),
                 ));

@@ -391,7 +391,11 @@ async fn a_version_1_directory_is_recovered_with_version_1_rules_then_upgraded()
     settle(&store).await;
     let newest = journals(dir.path()).pop().unwrap();
     let header = std::fs::read(&newest).unwrap();
-    assert_eq!(be_u32(&header, 8), 2, "new journals are version 2");
+    assert_eq!(
+        be_u32(&header, 8),
+        3,
+        "new journals are the current version"
+    );
     store.shutdown().await.unwrap();
     let store = Store::open(config(dir.path())).await.unwrap();
     verify(&store, &acked).await;

@@ -29,6 +29,9 @@ fn config(dir: &std::path::Path) -> StoreConfig {
     config.segment_bytes_max = 256 << 10;
     config.journal_bytes_max = 1 << 20;
     config.cache_bytes_max = 1 << 20;
+    // Most groups place some logs' frames in their segments and journal the others', so
+    // kills land between the journal's sync and the segments' too.
+    config.placed_frame_bytes_min = 4 << 10;
     config
 }
 
