@@ -15,6 +15,9 @@
 //! the disk once, where the copy through the journal wrote them twice and bounded ingest
 //! at half the disk's bandwidth.
 //!
+//! Units are written over zeros a helper thread keeps synced ahead of them (`space.rs`),
+//! so the group commit's `fdatasync` commits data only, not a growing file size.
+//!
 //! Because this thread is the only writer of segment and journal files, rolls, retention,
 //! checkpoints and log creation/deletion are serialised with appends without any lock on
 //! the write path. Blocking file I/O never runs on a tokio worker.
@@ -85,7 +88,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::format::{self, FILE_HEADER_LEN, FileHeader, FrameHeader};
 use crate::io::{WriteLayer, sync_dir};
 use crate::segment::{self, HandleCache, SegmentMeta};
+use crate::space::{FillError, RunningFill, SpacePreparer};
 use crate::{LogId, LogShared, StorageError, StoreConfig, SyncPolicy};
+
+/// Group commits up to this size have zeros written ahead of them (`space.rs`).
+const SMALL_UNIT_BYTES: u64 = 64 << 10;
 
 /// Stop draining the queue into one group commit beyond this many bytes, so one commit's
 /// latency stays bounded under a flood.
@@ -617,6 +624,13 @@ pub(crate) struct Journal {
     /// Held for the life of the thread: one store per directory.
     pub _lock: File,
     buffer: Vec<u8>,
+    /// Zeros written and synced up to here (see `space.rs`); units below it overwrite
+    /// them and sync without a metadata commit.
+    pub prepared_to: u64,
+    space: SpacePreparer,
+    /// The running fill, if any (its range starts at or past `prepared_to` when it is for
+    /// the current generation).
+    filling: Option<RunningFill>,
 }
 
 impl Journal {
@@ -636,6 +650,7 @@ impl Journal {
         lock: File,
     ) -> std::io::Result<Self> {
         let flusher = Flusher::start(layer.clone())?;
+        let space = SpacePreparer::start(layer.clone())?;
         Ok(Self {
             config,
             layer,
@@ -660,6 +675,9 @@ impl Journal {
             flusher,
             bytes_since_flush: 0,
             job: None,
+            prepared_to: len,
+            space,
+            filling: None,
         })
     }
 
@@ -731,6 +749,12 @@ impl Journal {
         if let Some(job) = self.job.take() {
             let _ = job.join();
         }
+        // Likewise a running fill: it writes zeros past what this journal wrote, which
+        // must not land on units the next `open` in this process writes there.
+        if let Some(fill) = &self.filling {
+            fill.stop();
+        }
+        self.collect_fill(true);
     }
 
     fn fence_error(&self) -> Option<StorageError> {
@@ -828,6 +852,16 @@ impl Journal {
         format::finish_unit(&mut buffer, self.next_commit, kind);
 
         let placed_files: Vec<Arc<File>> = placed.values().map(|p| p.file.clone()).collect();
+        self.collect_fill(false);
+        if let Some(fill) = &self.filling
+            && fill.generation == self.generation
+            && self.len + buffer.len() as u64 > self.prepared_to
+        {
+            // The unit would reach into the range being filled with zeros: take what is
+            // done (the fill stops after its current step).
+            fill.stop();
+            self.collect_fill(true);
+        }
         let result = self.write_unit(&buffer, &placed_files);
         let unit_len = buffer.len() as u64;
         self.buffer = buffer;
@@ -911,6 +945,8 @@ impl Journal {
             tracing::warn!(error = %e, "journal checkpoint failed; will retry");
             self.checkpoint_retry_at = self.len + self.config.journal_bytes_max / 4;
         }
+        // After the checkpoint: a new journal needs its space from the start.
+        self.prepare_space(unit_len);
     }
 
     /// Writes one unit at the end of the journal and syncs it as the policy says, together
@@ -923,6 +959,7 @@ impl Journal {
                     "write failed ({e}) and truncating back failed ({t})"
                 ));
             }
+            self.prepared_to = self.len;
             return Err(StorageError::io(&self.path, e));
         }
         match self.config.sync_policy {
@@ -939,6 +976,7 @@ impl Journal {
                     // report as failed. If the cut does not stick, recovery replays it;
                     // an `Io` answer means "may or may not be durable" (like a timeout).
                     let _ = self.layer.set_len(&self.file, self.len);
+                    self.prepared_to = self.len;
                     return Err(StorageError::io(&self.path, e));
                 }
                 self.metrics.journal_synced(started.elapsed());
@@ -953,6 +991,66 @@ impl Journal {
             SyncPolicy::Never => {}
         }
         Ok(())
+    }
+
+    /// Bytes of zeros kept written ahead of the last unit: between one and two of these.
+    /// Small journals (tests) get small chunks: every checkpoint starts a new file.
+    fn space_chunk(&self) -> u64 {
+        let scaled = (self.config.journal_bytes_max / 16).max(4 << 10);
+        self.config.journal_space_ahead_bytes.min(scaled)
+    }
+
+    /// Starts writing zeros past the last unit when less than a chunk is left, after a
+    /// small unit. Only small units gain (a large one's sync is dominated by its data, and
+    /// under a stream of them the zeros would double the journal's writes), and only with
+    /// `SyncPolicy::Always`: the weaker policies sync rarely, so their syncs gain little.
+    fn prepare_space(&mut self, last_unit_len: u64) {
+        if last_unit_len > SMALL_UNIT_BYTES
+            || self.filling.is_some()
+            || self.fenced.is_some()
+            || self.config.sync_policy != SyncPolicy::Always
+            || self.space_chunk() == 0
+            || self.prepared_to.saturating_sub(self.len) >= self.space_chunk()
+        {
+            return;
+        }
+        let from = self.prepared_to.max(self.len);
+        let Ok(file) = self.file.try_clone() else {
+            return; // out of descriptors: units grow the file meanwhile
+        };
+        self.filling = self
+            .space
+            .request(self.generation, file, from, from + self.space_chunk());
+    }
+
+    /// Takes the running fill's result if it is done (with `wait`, once it is).
+    fn collect_fill(&mut self, wait: bool) {
+        if self.filling.is_none() {
+            return;
+        }
+        let Some(filled) = self.space.finished(wait) else {
+            // Not done yet; or, when waiting, the thread is gone (it only stops when the
+            // journal drops it), so nothing is filling any more.
+            if wait {
+                self.filling = None;
+            }
+            return;
+        };
+        self.filling = None;
+        match filled.outcome {
+            Ok(()) if filled.generation == self.generation => {
+                self.prepared_to = self.prepared_to.max(filled.to);
+            }
+            Ok(()) => {}
+            Err(FillError::Write(e)) => {
+                tracing::debug!(error = %e, "writing journal space ahead failed; units grow the file");
+            }
+            Err(FillError::Sync(e)) => {
+                self.fence(format!(
+                    "fdatasync of journal space written ahead failed: {e}"
+                ));
+            }
+        }
     }
 
     /// Answers a group that did not become durable, and rewinds its logs' sequences.
@@ -1134,6 +1232,8 @@ impl Journal {
         self.file = file;
         self.generation = generation;
         self.len = len;
+        // A fill still running is for the old journal; its result is ignored.
+        self.prepared_to = len;
         self.next_commit += 1;
         self.unsynced = false;
         self.checkpoint_retry_at = 0;

@@ -122,6 +122,12 @@
 //! this one has written to it (with two journals present, a version-1 build would delete
 //! the newest as torn before refusing the older one).
 //!
+//! **Space ahead.** Past its last unit a journal may hold zeros, written and synced ahead
+//! by a helper thread (`StoreConfig::journal_space_ahead_bytes`) so that group commits
+//! overwrite allocated blocks and their `fdatasync` has no file size to commit. Recovery
+//! treats zeros from the first invalid unit to the end of the file as the journal's clean
+//! end and keeps them for the next units; anything else there is a torn tail as before.
+//!
 //! **Placed frames** (version 3). A log whose frames in one group commit total at least
 //! `StoreConfig::placed_frame_bytes_min` has them written straight to its segment, past the
 //! end readers see; the unit (kind 3) then carries only their headers, and the journal
@@ -182,6 +188,7 @@ mod io;
 mod journal;
 mod recovery;
 mod segment;
+mod space;
 mod writer;
 
 use std::collections::HashMap;
@@ -229,6 +236,11 @@ pub struct StoreConfig {
     /// the second write costs less than the extra `fdatasync` it saves. 0 turns it off;
     /// only `SyncPolicy::Always` uses it.
     pub placed_frame_bytes_min: u64,
+    /// Zeros kept written past the journal's last unit (between one and two times this,
+    /// at most a sixteenth of `journal_bytes_max` but at least 4 KiB), so a group commit's
+    /// `fdatasync` does not also commit a growing file size. 0 turns it off; only
+    /// `SyncPolicy::Always` uses it.
+    pub journal_space_ahead_bytes: u64,
 }
 
 impl StoreConfig {
@@ -243,6 +255,7 @@ impl StoreConfig {
             // ~0.5 ms of this disk's sequential write rate (263-302 MB/s), about what one
             // extra fdatasync costs (scripts/fsync-probe).
             placed_frame_bytes_min: 128 << 10,
+            journal_space_ahead_bytes: 4 << 20,
         }
     }
 }

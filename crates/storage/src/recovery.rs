@@ -19,9 +19,12 @@
 //! - A defect in the last segment at or above `S` is a torn tail (the process died between
 //!   journal sync and page-cache write, or the machine lost unsynced pages): truncate, and
 //!   the journal supplies the rest.
-//! - In the journal, an invalid unit followed by no valid later unit is a torn tail
-//!   (truncate); followed by a valid later unit it is corruption: something acknowledged
-//!   would be skipped.
+//! - In the journal, zeros from the end of the last valid unit to the end of the file are
+//!   space written ahead (`space.rs`): the clean end, kept. Otherwise an invalid unit
+//!   followed by no valid later unit is a torn tail (truncate); followed by a valid later
+//!   unit it is corruption: something acknowledged would be skipped.
+//! - A unit placing a frame its segment does not hold ends the journal like a torn unit:
+//!   it was acknowledged only after the segment's sync, which never returned.
 //! - Replaying a frame: already in the segment (end <= segment end) -> skip; continues the
 //!   segment exactly -> append; anything else -> corruption (a gap would lose records).
 //!   So a frame found in a segment and in a journal, or in two journals, is applied once.
@@ -679,7 +682,15 @@ fn replay(
         offset += header.unit_len() as u64;
         next_commit += 1;
     };
-    if let Some((bad_offset, reason)) = bad {
+    if let Some((bad_offset, _)) = bad
+        && zeros_to_end(file, bad_offset, file_len).map_err(|e| StorageError::io(path, e))?
+    {
+        // Space the journal wrote ahead of its units (`space.rs`): its clean end. The
+        // newest journal keeps it for the units to come.
+        if newest {
+            journal.prepared_to = file_len;
+        }
+    } else if let Some((bad_offset, reason)) = bad {
         if let Some(later) = find_later_unit(&mut reader, bad_offset, file_len, next_commit)
             .map_err(|e| StorageError::io(path, e))?
         {
@@ -707,6 +718,21 @@ fn replay(
         tracing::info!(frames = replayed, journal = %path.display(), "replayed journal into segments");
     }
     Ok((offset, next_commit))
+}
+
+/// Whether `file` holds only zero bytes from `from` to `to`.
+fn zeros_to_end(file: &File, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut buffer = vec![0u8; (to - from).min(1 << 20) as usize];
+    let mut at = from;
+    while at < to {
+        let len = (to - at).min(buffer.len() as u64) as usize;
+        file.read_exact_at(&mut buffer[..len], at)?;
+        if buffer[..len].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += len as u64;
+    }
+    Ok(true)
 }
 
 /// Looks for a checksum-valid unit at any offset after a bad one. Only commit numbers at

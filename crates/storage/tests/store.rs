@@ -420,3 +420,108 @@ async fn an_unopenable_segment_fails_its_appends_without_fencing_the_store() {
     let got = store.read(2, 0, 10, usize::MAX).await.unwrap();
     assert_eq!(got[0].data, &b"kept"[..]);
 }
+
+fn journal_files(dir: &Path) -> Vec<PathBuf> {
+    let mut journals: Vec<PathBuf> = std::fs::read_dir(dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    journals.sort();
+    journals
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zeros_written_ahead_of_the_journal_are_its_clean_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(dir.path());
+    let store = Store::open(config.clone()).await.unwrap();
+    store.create_log(1).await.unwrap();
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let data = format!("record {i}");
+        store.append(1, vec![rec(&data)]).await.unwrap();
+        expected.push(data);
+    }
+    let journal = journal_files(dir.path()).pop().unwrap();
+    let units_end = store.metrics().journal_bytes;
+    // Dropping waits for the helper thread's fill, like the end of the process would.
+    drop(store); // crash
+    let prepared = std::fs::metadata(&journal).unwrap().len();
+    assert!(
+        prepared >= 64 << 10 && prepared > units_end + 4096,
+        "zeros written ahead: file {prepared} B, units {units_end} B"
+    );
+
+    let store = Store::open(config.clone()).await.unwrap();
+    let got: Vec<String> = store
+        .read(1, 0, 100, usize::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        prepared,
+        "recovery kept the space instead of cutting it as a torn tail"
+    );
+    // New units overwrite the zeros, and the next recovery reads them back.
+    for i in 20..30 {
+        let data = format!("record {i}");
+        let ack = store.append(1, vec![rec(&data)]).await.unwrap();
+        assert_eq!(ack.first_sequence, i);
+        expected.push(data);
+    }
+    drop(store);
+    let store = Store::open(config).await.unwrap();
+    let got = store.read(1, 0, 100, usize::MAX).await.unwrap();
+    assert_eq!(got.len(), 30);
+    assert_eq!(got[29].data, expected[29].as_bytes());
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_unit_stops_the_zero_fill_it_would_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(dir.path());
+    let store = Store::open(config.clone()).await.unwrap();
+    for log in 0..8 {
+        store.create_log(log).await.unwrap();
+    }
+    for round in 0..5 {
+        // A small unit starts a 4 MiB fill ahead of it (in 256 KiB steps); the ~800 KiB
+        // unit of the eight appends right after it (each journaled, below the placement
+        // threshold) needs several steps of that range at once.
+        store
+            .append(0, vec![rec(&format!("small {round}"))])
+            .await
+            .unwrap();
+        let appends: Vec<_> = (0..8)
+            .map(|log| {
+                let store = store.clone();
+                let data = format!("large {round} {}", "z".repeat(100 << 10));
+                tokio::spawn(async move { store.append(log, vec![rec(&data)]).await.unwrap() })
+            })
+            .collect();
+        for append in appends {
+            append.await.unwrap();
+        }
+    }
+    drop(store);
+    let store = Store::open(config).await.unwrap();
+    for log in 0..8 {
+        let got = store.read(log, 0, 100, usize::MAX).await.unwrap();
+        let large: Vec<&Bytes> = got
+            .iter()
+            .map(|r| &r.data)
+            .filter(|d| d.starts_with(b"large"))
+            .collect();
+        assert_eq!(large.len(), 5, "log {log}");
+        for (round, data) in large.iter().enumerate() {
+            assert!(data.starts_with(format!("large {round} zzz").as_bytes()));
+            assert_eq!(data.len(), format!("large {round} ").len() + (100 << 10));
+        }
+    }
+    store.shutdown().await.unwrap();
+}
