@@ -67,7 +67,7 @@ struct ServeArgs {
     /// Durability: `always` (fsync before acknowledging), `interval:<ms>` or `never`.
     #[arg(long, env = "MILLSTREAM_SYNC")]
     sync: Option<String>,
-    /// MiB of memory for recently written records served without touching disk [default: 128].
+    /// MiB of memory for recently written records served without touching disk [default: 64].
     #[arg(long, env = "MILLSTREAM_CACHE_MIB")]
     cache_mib: Option<u64>,
     /// Account-wide shard quota [default: 20000].

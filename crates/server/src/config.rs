@@ -292,10 +292,11 @@ fn parse_sync(text: &str) -> Result<SyncPolicy, ConfigError> {
     }
 }
 
-/// Default record cache: enough for seconds of full-speed ingest on every shard. 128 rather
-/// than 256: read-back and ingest measured the same with either, and peak memory for a
-/// million 1 KiB records drops from ~495 to ~350 MB (BENCHMARKS.md, round 2).
-pub const DEFAULT_CACHE_MIB: u64 = 128;
+/// Default record cache: enough for seconds of full-speed ingest on every shard. 64 rather
+/// than 256 or 128: read-back and ingest measured the same with each, and peak memory for a
+/// million 1 KiB records went ~495 -> ~350 (128, round 2) -> 252-282 MB (64, round 3;
+/// BENCHMARKS.md).
+pub const DEFAULT_CACHE_MIB: u64 = 64;
 const CACHE_MIB_RANGE: std::ops::RangeInclusive<u64> = 16..=65_536;
 
 fn cache_bytes(value: Option<u64>) -> Result<u64, ConfigError> {
