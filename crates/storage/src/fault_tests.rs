@@ -234,3 +234,40 @@ async fn disk_full_while_placing_a_frame_fails_the_append_without_fencing() {
     assert_eq!(read_all(&store, 1).await, before_crash);
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placed_frame_whose_unit_failed_is_cut_from_its_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = Arc::new(FaultLayer::new());
+    let mut config = config(dir.path());
+    config.placed_frame_bytes_min = 1; // every frame goes straight to its segment
+    let store = Store::open_with_layer(config.clone(), layer.clone())
+        .await
+        .unwrap();
+    store.create_log(1).await.unwrap();
+    store.append(1, records(40, 0)).await.unwrap(); // ~5 KiB of the 8 KiB segment
+    // Room for the placed frame but not for its unit: the frame reaches the segment, the
+    // journal write tears, the append fails.
+    let frame_len = 36
+        + records(15, 1)
+            .iter()
+            .map(crate::format::record_encoded_len)
+            .sum::<usize>();
+    layer
+        .space_left
+        .store(frame_len as u64 + 10, Ordering::SeqCst);
+    assert!(is_io(&store.append(1, records(15, 1)).await));
+    layer.space_left.store(u64::MAX, Ordering::SeqCst);
+    // The next batch does not fit the segment: the roll seals it. Had the failed frame
+    // stayed past the visible end, the sealed segment would end at sequence 55 while its
+    // successor starts at 40.
+    let ack = store.append(1, records(35, 2)).await.unwrap();
+    assert_eq!(ack.first_sequence, 40);
+    assert!(store.metrics().segment_rolls > 0);
+    let before = read_all(&store, 1).await;
+    assert_eq!(before.len(), 75);
+    store.shutdown().await.unwrap();
+    let store = Store::open(config).await.unwrap();
+    assert_eq!(read_all(&store, 1).await, before);
+    store.shutdown().await.unwrap();
+}

@@ -110,9 +110,21 @@ pub(crate) fn journal_path(dir: &Path, generation: u64) -> PathBuf {
 
 /// One log's frames of a group commit, written to its active segment ahead of the unit.
 struct PlacedFrames {
-    file: Arc<File>,
+    segment: Arc<File>,
+    /// Synced with the unit (see `LogFiles::placed_sync`).
+    sync: Arc<File>,
+    /// The segment's visible end before these frames: cut back to it if the group fails.
+    start: u64,
     /// Where each frame starts, in submission order.
     offsets: std::vec::IntoIter<u64>,
+}
+
+/// Why placing a log's frames failed.
+enum PlaceError {
+    /// Nothing is left behind: the group fails, the store goes on.
+    Write(std::io::Error),
+    /// The write failed and cutting the segment back failed too.
+    Uncut(std::io::Error, std::io::Error),
 }
 
 /// One batch frame for the journal.
@@ -185,6 +197,12 @@ pub(crate) struct LogFiles {
     /// streams of 4 shards would otherwise hold 4,000). Clones go to the flusher and the
     /// checkpoint job, which keep the file open for as long as they need it.
     pub active: Option<Arc<File>>,
+    /// A second open of the active segment, through which only placed frames are synced.
+    /// Its own file description reports every write-back error of the file from its
+    /// opening on, even one that the flusher's or the checkpoint job's sync (through
+    /// `active`) already reported: a placed frame has no other copy. Opened on the first
+    /// placement into the segment, dropped with `active`.
+    pub placed_sync: Option<Arc<File>>,
     /// Next sequence the journal accepts for this log (== active segment end between
     /// group commits).
     pub next_sequence: u64,
@@ -247,29 +265,55 @@ impl LogFiles {
     }
 
     /// Writes this log's frames of one group commit at the end of its active segment
-    /// (rolling first if they do not fit), *without* making them visible: the caller syncs
-    /// the segment together with the journal unit, then calls `publish_frame` for each.
-    /// Returns the segment and each frame's offset.
-    fn place_frames(
+    /// *without* making them visible: the caller has rolled the segment if they do not
+    /// fit, syncs it together with the journal unit, then calls `publish_frame` for each.
+    /// On failure the segment is cut back to its visible end (the error says whether that
+    /// worked).
+    fn write_placed(
         &mut self,
         layer: &dyn WriteLayer,
-        config: &StoreConfig,
-        metrics: &Metrics,
         frames: &[&[u8]],
-    ) -> std::io::Result<(Arc<File>, Vec<u64>)> {
-        let total: u64 = frames.iter().map(|f| f.len() as u64).sum();
-        self.roll_if_full(layer, config, metrics, total)?;
-        let file = self.active_file()?;
-        let mut offset = self.active_len();
+    ) -> Result<PlacedFrames, PlaceError> {
+        let segment = self.active_file().map_err(PlaceError::Write)?;
+        let sync = match &self.placed_sync {
+            Some(sync) => sync.clone(),
+            None => {
+                let path = self.active_path();
+                let sync = Arc::new(File::open(path).map_err(PlaceError::Write)?);
+                self.placed_sync = Some(sync.clone());
+                sync
+            }
+        };
+        let start = self.active_len();
+        let mut offset = start;
         let mut offsets = Vec::with_capacity(frames.len());
         for frame in frames {
-            // Bytes past the segment's noted end are invisible to readers and are
-            // overwritten by the next frame if this group fails.
-            layer.write_all_at(&file, frame, offset)?;
+            if let Err(e) = layer.write_all_at(&segment, frame, offset) {
+                return Err(match layer.set_len(&segment, start) {
+                    Ok(()) => PlaceError::Write(e),
+                    Err(cut) => PlaceError::Uncut(e, cut),
+                });
+            }
             offsets.push(offset);
             offset += frame.len() as u64;
         }
-        Ok((file, offsets))
+        Ok(PlacedFrames {
+            segment,
+            sync,
+            start,
+            offsets: offsets.into_iter(),
+        })
+    }
+
+    fn active_path(&self) -> PathBuf {
+        self.shared
+            .segments
+            .lock()
+            .segments
+            .last()
+            .expect("a log always has an active segment")
+            .path
+            .clone()
     }
 
     fn roll_if_full(
@@ -328,6 +372,7 @@ impl LogFiles {
         )?;
         sync_dir(&self.shared.dir)?;
         self.active = Some(Arc::new(file));
+        self.placed_sync = None;
         self.dirty = false;
         self.shared
             .segments
@@ -851,7 +896,7 @@ impl Journal {
         }
         format::finish_unit(&mut buffer, self.next_commit, kind);
 
-        let placed_files: Vec<Arc<File>> = placed.values().map(|p| p.file.clone()).collect();
+        let placed_files: Vec<Arc<File>> = placed.values().map(|p| p.sync.clone()).collect();
         self.collect_fill(false);
         if let Some(fill) = &self.filling
             && fill.generation == self.generation
@@ -866,6 +911,7 @@ impl Journal {
         let unit_len = buffer.len() as u64;
         self.buffer = buffer;
         if let Err(error) = result {
+            self.unplace(&placed);
             self.fail_group(rollback, accepted, &error);
             return;
         }
@@ -1015,7 +1061,10 @@ impl Journal {
             return;
         }
         let from = self.prepared_to.max(self.len);
-        let Ok(file) = self.file.try_clone() else {
+        // A file description of its own (not a `try_clone`, which shares ours): a failed
+        // fill sync then cannot consume the write-back error of a unit written meanwhile,
+        // which the journal's own sync must see before that unit is acknowledged.
+        let Ok(file) = OpenOptions::new().write(true).open(&self.path) else {
             return; // out of descriptors: units grow the file meanwhile
         };
         self.filling = self
@@ -1095,21 +1144,49 @@ impl Journal {
                 continue;
             }
             let files = self.logs.get_mut(&log).expect("accepted logs exist");
-            let (file, offsets) = files
-                .place_frames(&*self.layer, &self.config, &self.metrics, &frames)
-                .map_err(|e| StorageError::io(&files.shared.dir, e))?;
+            let dir = files.shared.dir.clone();
+            // A roll syncs the sealed segment: its failure fences, as everywhere else.
+            if let Err(e) = files.roll_if_full(&*self.layer, &self.config, &self.metrics, bytes) {
+                self.fence(format!("segment roll in {} failed: {e}", dir.display()));
+                self.unplace(&placed);
+                return Err(StorageError::io(&dir, e));
+            }
+            match files.write_placed(&*self.layer, &frames) {
+                Ok(frames) => {
+                    placed.insert(log, frames);
+                }
+                Err(failure) => {
+                    let e = match failure {
+                        PlaceError::Write(e) => e,
+                        PlaceError::Uncut(e, cut) => {
+                            self.fence(format!(
+                                "segment write in {} failed ({e}) and cutting it back failed \
+                                 ({cut})",
+                                dir.display()
+                            ));
+                            e
+                        }
+                    };
+                    self.unplace(&placed);
+                    return Err(StorageError::io(&dir, e));
+                }
+            }
             self.metrics
                 .placed_bytes
                 .fetch_add(bytes, Ordering::Relaxed);
-            placed.insert(
-                log,
-                PlacedFrames {
-                    file,
-                    offsets: offsets.into_iter(),
-                },
-            );
         }
         Ok(placed)
+    }
+
+    /// Cuts placed frames of a failed group out of their segments: left past the visible
+    /// end, a later roll would seal them into the segment, or a later sync make them
+    /// durable in place of the records that take their sequences next.
+    fn unplace(&mut self, placed: &HashMap<LogId, PlacedFrames>) {
+        for frames in placed.values() {
+            if let Err(e) = self.layer.set_len(&frames.segment, frames.start) {
+                self.fence(format!("cutting back a failed placement failed: {e}"));
+            }
+        }
     }
 
     fn sync_journal(&mut self) {
@@ -1225,6 +1302,7 @@ impl Journal {
             if !files.dirty {
                 // Unwritten since the previous checkpoint, whose job synced it: idle.
                 files.active = None;
+                files.placed_sync = None;
             }
             files.dirty = false;
         }
@@ -1337,6 +1415,7 @@ impl Journal {
                 shared,
                 // Opened on the first append: a log that is never written holds no descriptor.
                 active: None,
+                placed_sync: None,
                 unflushed: false,
                 next_sequence: 0,
                 last_arrival_ms: 0,

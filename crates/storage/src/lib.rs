@@ -135,8 +135,13 @@
 //! large batches reach the disk once instead of twice. On replay a placed frame whose
 //! records the segment holds is skipped like any other; one the segment does not hold
 //! means the unit's syncs did not all finish, so nothing in it was acknowledged and the
-//! journal ends before it (cut like a torn tail). Version-1 and -2 files hold no placed
-//! frames and are read unchanged; older builds refuse version-3 files.
+//! journal ends before it (cut like a torn tail). A placed frame's only copy is its
+//! segment, as every frame's is once a checkpoint has dropped its journal: media damage
+//! there surfaces as `Corrupt` on read, or, in the unit's last frames, as that cut. A group
+//! that fails after placing frames cuts them back out of their segments (fencing if it
+//! cannot), so no bytes of it can later be sealed or synced in place of the records that
+//! take its sequences. Version-1 and -2 files hold no placed frames and are read unchanged;
+//! older builds refuse version-3 files.
 //!
 //! An **index** file (`.idx`, written when a segment is sealed and, for the active
 //! segment, at each checkpoint; not fsynced; validated and rebuilt by scanning when

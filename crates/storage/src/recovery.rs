@@ -556,6 +556,7 @@ fn recover_log(
         shared,
         // Opened again on the next append (replay included): idle logs hold no descriptor.
         active: None,
+        placed_sync: None,
         unflushed: false,
         next_sequence,
         last_arrival_ms: arrival_floor,
@@ -687,6 +688,7 @@ fn replay(
     {
         // Space the journal wrote ahead of its units (`space.rs`): its clean end. The
         // newest journal keeps it for the units to come.
+        tracing::info!(path = %path.display(), end = bad_offset, zeros = file_len - bad_offset, "journal ends where its space written ahead begins");
         if newest {
             journal.prepared_to = file_len;
         }

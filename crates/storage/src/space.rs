@@ -11,9 +11,10 @@
 //! unit into a range whose fill is still running (it stops the fill after its current
 //! step and waits for that), so zeros never land on a unit. Zeros
 //! after the last unit are what recovery expects at a journal's end (`recovery::replay`).
-//! A fill that cannot write (disk full) only means later units grow the file again; a
-//! fill whose sync fails fences the store, because the journal shares its file
-//! description and the failed sync may have consumed the error of dropped unit pages.
+//! A fill that cannot write (disk full) only means later units grow the file again. A fill
+//! works through a file description of its own, so its syncs never consume a write-back
+//! error the journal's sync must see; a fill whose sync fails still fences the store
+//! (the file's pages cannot be trusted).
 
 use std::fs::File;
 use std::io;
