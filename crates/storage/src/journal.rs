@@ -219,15 +219,7 @@ impl LogFiles {
         if let Some(file) = &self.active {
             return Ok(file.clone());
         }
-        let path = self
-            .shared
-            .segments
-            .lock()
-            .segments
-            .last()
-            .expect("a log always has an active segment")
-            .path
-            .clone();
+        let path = self.active_path();
         let file = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
         self.active = Some(file.clone());
         Ok(file)
