@@ -5,10 +5,17 @@
 //! the server's CPU, the intermediate base64 `String` per record another copy, and the
 //! doubling growth of the output buffer a multi-megabyte reallocation per page
 //! (BENCHMARKS.md, "What bounds the misses"). Here `Data` is base64-encoded straight into an
-//! output buffer sized up front; every other value (sequence numbers, partition keys,
-//! timestamps, iterators, child shards) still goes through serde_json, so escaping and
-//! number formatting are serde_json's own. The output is byte-for-byte what
-//! `serde_json::to_vec` makes of the same `GetRecordsOutput` (pinned by the tests below).
+//! output buffer sized up front, and strings with nothing to escape (sequence numbers,
+//! nearly every partition key) are copied as they are; any other string, timestamps,
+//! numbers and child shards go through serde_json, so escaping and number formatting are
+//! serde_json's own. The output is byte-for-byte what `serde_json::to_vec` makes of the
+//! same `GetRecordsOutput` (pinned by the tests below).
+//!
+//! Output buffers are reused (`BufferPool`): a fresh 14 MB page buffer is fresh memory the
+//! kernel zero-fills one 4 KiB fault at a time, and those faults were a sixth of the
+//! server's CPU on a 1 KiB read-back (BENCHMARKS.md, round 4).
+
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -21,9 +28,75 @@ const RECORD_OVERHEAD: usize = 160;
 /// Bytes of the body besides its records, without child shards, rounded up.
 const BODY_OVERHEAD: usize = 512;
 
+/// Buffers kept for reuse, at most this many...
+const POOLED_BUFFERS_MAX: usize = 4;
+/// ...of at most this capacity each (a full 10 MB page of 1 KiB records needs ~14 MB), so
+/// an idle server holds at most 64 MiB of them.
+const POOLED_CAPACITY_MAX: usize = 16 << 20;
+
+/// Output buffers of finished responses, handed back when the response body is dropped.
+static BUFFERS: BufferPool = BufferPool {
+    free: Mutex::new(Vec::new()),
+};
+
+struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// An empty buffer with room for `capacity` bytes, reusing a pooled one if any is large
+    /// enough (the largest, so small pages do not take the buffers big pages need).
+    fn take(&'static self, capacity: usize) -> Vec<u8> {
+        let reused = {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            let largest = (0..free.len()).max_by_key(|&i| free[i].capacity());
+            largest
+                .filter(|&i| free[i].capacity() >= capacity)
+                .map(|i| free.swap_remove(i))
+        };
+        reused.unwrap_or_else(|| Vec::with_capacity(capacity))
+    }
+
+    fn give_back(&self, mut buffer: Vec<u8>) {
+        // Small buffers are cheap to allocate; only large ones are worth keeping.
+        if buffer.capacity() < (1 << 20) || buffer.capacity() > POOLED_CAPACITY_MAX {
+            return;
+        }
+        buffer.clear();
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < POOLED_BUFFERS_MAX {
+            free.push(buffer);
+        }
+    }
+}
+
+/// A response body that returns its buffer to the pool once the server has sent it.
+struct PooledBody {
+    buffer: Vec<u8>,
+    pool: &'static BufferPool,
+}
+
+impl PooledBody {
+    fn into_bytes(buffer: Vec<u8>, pool: &'static BufferPool) -> Bytes {
+        Bytes::from_owner(PooledBody { buffer, pool })
+    }
+}
+
+impl AsRef<[u8]> for PooledBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.buffer));
+    }
+}
+
 pub fn encode_get_records(output: &GetRecordsOutput) -> Bytes {
     let records = output.records.as_deref();
-    let mut out = Vec::with_capacity(body_capacity(output));
+    let mut out = BUFFERS.take(body_capacity(output));
     let mut object = ObjectWriter::open(&mut out);
     if let Some(records) = records {
         object.key("Records");
@@ -36,11 +109,11 @@ pub fn encode_get_records(output: &GetRecordsOutput) -> Bytes {
         }
         object.out.push(b']');
     }
-    object.value_field("NextShardIterator", &output.next_shard_iterator);
+    object.string_field("NextShardIterator", &output.next_shard_iterator);
     object.value_field("MillisBehindLatest", &output.millis_behind_latest);
     object.value_field("ChildShards", &output.child_shards);
     object.close();
-    Bytes::from(out)
+    PooledBody::into_bytes(out, &BUFFERS)
 }
 
 fn body_capacity(output: &GetRecordsOutput) -> usize {
@@ -67,7 +140,7 @@ fn base64_len(bytes: usize) -> usize {
 
 fn write_record(out: &mut Vec<u8>, record: &Record) {
     let mut object = ObjectWriter::open(out);
-    object.value_field("SequenceNumber", &record.sequence_number);
+    object.string_field("SequenceNumber", &record.sequence_number);
     object.value_field(
         "ApproximateArrivalTimestamp",
         &record.approximate_arrival_timestamp,
@@ -76,8 +149,8 @@ fn write_record(out: &mut Vec<u8>, record: &Record) {
         object.key("Data");
         write_base64_string(object.out, &data.0);
     }
-    object.value_field("PartitionKey", &record.partition_key);
-    object.value_field("EncryptionType", &record.encryption_type);
+    object.string_field("PartitionKey", &record.partition_key);
+    object.string_field("EncryptionType", &record.encryption_type);
     object.close();
 }
 
@@ -119,6 +192,24 @@ impl<'a> ObjectWriter<'a> {
             serde_json::to_writer(&mut *self.out, value)
                 .expect("model values have string keys and finite numbers");
         }
+    }
+
+    /// A string member; copied as it is when serde_json would escape nothing in it
+    /// (control characters, `"` and `\\` are all it escapes).
+    fn string_field(&mut self, name: &str, value: &Option<String>) {
+        let Some(value) = value else { return };
+        // No early exit, so the scan compiles to vector compares.
+        let needs_escape = value.bytes().fold(false, |found, b| {
+            found | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if needs_escape {
+            self.value_field(name, &Some(value));
+            return;
+        }
+        self.key(name);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.push(b'"');
     }
 
     fn close(self) {
@@ -246,6 +337,41 @@ mod tests {
             let fast = encode_get_records(&output);
             prop_assert_eq!(&fast[..], &serde_body(&output)[..]);
         }
+    }
+
+    #[test]
+    fn a_sent_page_buffer_is_reused_and_small_ones_are_not_kept() {
+        let pool: &'static BufferPool = Box::leak(Box::new(BufferPool {
+            free: Mutex::new(Vec::new()),
+        }));
+        let mut buffer = pool.take(2 << 20);
+        buffer.extend_from_slice(b"page");
+        let address = buffer.as_ptr();
+        let body = PooledBody::into_bytes(buffer, pool);
+        assert_eq!(&body[..], b"page");
+        drop(body);
+        let again = pool.take(1 << 20);
+        assert_eq!(again.as_ptr(), address, "the sent page's buffer came back");
+        assert!(again.is_empty());
+        drop(PooledBody::into_bytes(vec![0; 100], pool));
+        drop(PooledBody::into_bytes(
+            Vec::with_capacity(POOLED_CAPACITY_MAX + 1),
+            pool,
+        ));
+        assert!(pool.free.lock().expect("lock").is_empty());
+        for _ in 0..POOLED_BUFFERS_MAX + 2 {
+            drop(PooledBody::into_bytes(pool.take(2 << 20), pool));
+        }
+        assert_eq!(
+            pool.free.lock().expect("lock").len(),
+            1,
+            "one buffer, reused"
+        );
+        let held: Vec<Bytes> = (0..POOLED_BUFFERS_MAX + 2)
+            .map(|_| PooledBody::into_bytes(pool.take(2 << 20), pool))
+            .collect();
+        drop(held);
+        assert_eq!(pool.free.lock().expect("lock").len(), POOLED_BUFFERS_MAX);
     }
 
     #[test]

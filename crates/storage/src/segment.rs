@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::format::{
@@ -31,6 +31,72 @@ pub(crate) const INDEX_INTERVAL_BYTES: u64 = 4096;
 /// Read granularity of `ChunkReader`: large enough that a scan is sequential I/O, small
 /// enough that a point read does not drag in megabytes.
 const READ_CHUNK_BYTES: usize = 256 << 10;
+/// Chunk buffers kept for reuse: at most 16 MiB idle.
+const POOLED_READ_CHUNKS_MAX: usize = 64;
+
+/// `ChunkReader`'s buffers, handed back once every record sliced from them is dropped.
+///
+/// A fresh buffer is zero-filled (`vec![0; n]`, since a read needs initialised memory) and
+/// then faulted in by the kernel page by page; on a 1 KiB read-back served from segments
+/// that pair was a quarter of the server's CPU (BENCHMARKS.md, round 4). A reused buffer
+/// needs neither: the read overwrites all of it.
+static READ_CHUNKS: ChunkPool = ChunkPool {
+    free: Mutex::new(Vec::new()),
+};
+
+struct ChunkPool {
+    free: Mutex<Vec<Vec<u8>>>,
+}
+
+impl ChunkPool {
+    /// A buffer of `len` initialised bytes, reused when `len` fits a chunk-sized one.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let pooled = if len <= READ_CHUNK_BYTES {
+            self.free.lock().pop()
+        } else {
+            None
+        };
+        match pooled {
+            Some(mut buffer) => {
+                // Zero-fills only what a shorter earlier read left uninitialised.
+                buffer.resize(len, 0);
+                buffer
+            }
+            None => vec![0; len],
+        }
+    }
+
+    fn give_back(&self, buffer: Vec<u8>) {
+        if buffer.capacity() == READ_CHUNK_BYTES {
+            let mut free = self.free.lock();
+            if free.len() < POOLED_READ_CHUNKS_MAX {
+                free.push(buffer);
+            }
+        }
+    }
+
+    /// `buffer` as `Bytes` that come back to this pool when the last slice is dropped.
+    fn share(&'static self, buffer: Vec<u8>) -> Bytes {
+        Bytes::from_owner(PooledChunk { buffer, pool: self })
+    }
+}
+
+struct PooledChunk {
+    buffer: Vec<u8>,
+    pool: &'static ChunkPool,
+}
+
+impl AsRef<[u8]> for PooledChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for PooledChunk {
+    fn drop(&mut self) {
+        self.pool.give_back(std::mem::take(&mut self.buffer));
+    }
+}
 
 pub(crate) fn log_dir(logs_dir: &Path, id: LogId) -> PathBuf {
     logs_dir.join(format!("{id:016x}"))
@@ -183,9 +249,9 @@ impl<'a> ChunkReader<'a> {
         let chunk_end = self.chunk_start + self.chunk.len() as u64;
         if offset < self.chunk_start || offset + len as u64 > chunk_end {
             let want = (len.max(READ_CHUNK_BYTES) as u64).min(available) as usize;
-            let mut buffer = BytesMut::zeroed(want);
+            let mut buffer = READ_CHUNKS.take(want);
             self.file.read_exact_at(&mut buffer, offset)?;
-            self.chunk = buffer.freeze();
+            self.chunk = READ_CHUNKS.share(buffer);
             self.chunk_start = offset;
         }
         let at = (offset - self.chunk_start) as usize;
@@ -444,6 +510,40 @@ impl HandleCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_buffers_come_back_when_the_last_slice_is_dropped() {
+        let pool: &'static ChunkPool = Box::leak(Box::new(ChunkPool {
+            free: Mutex::new(Vec::new()),
+        }));
+        let mut buffer = pool.take(READ_CHUNK_BYTES);
+        buffer[..4].copy_from_slice(b"data");
+        let address = buffer.as_ptr();
+        let chunk = pool.share(buffer);
+        let record = chunk.slice(0..4);
+        drop(chunk);
+        assert!(
+            pool.free.lock().is_empty(),
+            "a slice still holds the buffer"
+        );
+        assert_eq!(&record[..], b"data");
+        drop(record);
+        let reused = pool.take(100);
+        assert_eq!(reused.as_ptr(), address);
+        assert_eq!(reused.len(), 100);
+        // A shorter chunk keeps the buffer whole; a longer take after it zero-fills the gap.
+        pool.give_back(reused);
+        let again = pool.take(READ_CHUNK_BYTES);
+        assert_eq!((again.as_ptr(), again.len()), (address, READ_CHUNK_BYTES));
+        assert!(again[100..].iter().all(|&b| b == 0));
+        // Oversized buffers (one frame larger than a chunk) are not kept.
+        drop(pool.share(pool.take(READ_CHUNK_BYTES + 1)));
+        assert!(pool.free.lock().is_empty());
+        for _ in 0..POOLED_READ_CHUNKS_MAX + 3 {
+            pool.give_back(Vec::with_capacity(READ_CHUNK_BYTES));
+        }
+        assert_eq!(pool.free.lock().len(), POOLED_READ_CHUNKS_MAX);
+    }
 
     #[test]
     fn sparse_index_points_at_or_before_the_wanted_frame() {

@@ -41,7 +41,7 @@ use parking_lot::RwLock;
 pub use consumers::ConsumerView;
 pub use data::{
     ChildShardOut, GetRecordsOutcome, IteratorType, PutEntry, PutOutcome, PutResult, RecordOut,
-    ending_sequence_number, sequence_number, starting_sequence_number,
+    ending_sequence_number, partition_key_text, sequence_number, starting_sequence_number,
 };
 pub use error::{Result, StreamsError};
 pub use lifecycle::{CreateStream, StreamStatus, StreamSummary};

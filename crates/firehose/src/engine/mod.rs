@@ -417,7 +417,7 @@ impl<'a> Engine<'a> {
                 arrival_ms: record.arrival_ms,
                 kinesis: lane.shard.as_ref().map(|shard| pipeline::KinesisOrigin {
                     shard_id: lane.name.to_string(),
-                    partition_key: String::from_utf8_lossy(&record.key).into_owned(),
+                    partition_key: millstream_streams::partition_key_text(&record.key),
                     sequence_number: millstream_streams::sequence_number(
                         shard,
                         record.sequence,
