@@ -1124,6 +1124,11 @@ impl Journal {
         if min == 0 || self.config.sync_policy != SyncPolicy::Always {
             return Ok(HashMap::new());
         }
+        // Most groups are small: no log in them can reach the threshold, so skip the map.
+        let group_bytes: u64 = accepted.iter().map(|s| s.frame.len() as u64).sum();
+        if group_bytes < min {
+            return Ok(HashMap::new());
+        }
         let mut per_log: HashMap<LogId, (u64, Vec<&[u8]>)> = HashMap::new();
         for submission in accepted {
             let (bytes, frames) = per_log.entry(submission.log).or_default();
