@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::convert::{self, stream_ref, timestamp};
 use crate::model::*;
+use crate::records_json::GetRecordsPage;
 use crate::{KinesisError, Outcome};
 
 type Result<T> = std::result::Result<T, KinesisError>;
@@ -317,7 +318,7 @@ impl Handlers<'_> {
         })
     }
 
-    pub async fn get_records(&self, i: GetRecordsInput) -> Result<GetRecordsOutput> {
+    pub async fn get_records(&self, i: GetRecordsInput) -> Result<GetRecordsPage> {
         let started = Instant::now();
         let iterator = i.shard_iterator.as_deref().unwrap_or_default();
         let outcome = self
@@ -325,10 +326,10 @@ impl Handlers<'_> {
             .get_records(iterator, i.limit.map(to_usize), i.stream_arn.as_deref())
             .await?;
         telemetry::get_records(&outcome.view, outcome.shard_id, &outcome, started.elapsed());
-        Ok(GetRecordsOutput {
-            records: Some(outcome.records.into_iter().map(convert::record).collect()),
+        Ok(GetRecordsPage {
+            records: outcome.records,
             next_shard_iterator: outcome.next_shard_iterator,
-            millis_behind_latest: Some(outcome.millis_behind_latest as i64),
+            millis_behind_latest: outcome.millis_behind_latest as i64,
             child_shards: (!outcome.child_shards.is_empty()).then(|| {
                 outcome
                     .child_shards
@@ -895,7 +896,7 @@ mod telemetry {
         took: Duration,
     ) {
         let records = outcome.records.len() as u64;
-        let bytes: u64 = outcome.records.iter().map(|r| r.data.len() as u64).sum();
+        let bytes = outcome.records.data_bytes();
         stream_counter("kinesis_outgoing_bytes_total", view, bytes);
         stream_counter("kinesis_outgoing_records_total", view, records);
         stream_counter("kinesis_get_records_bytes_total", view, bytes);

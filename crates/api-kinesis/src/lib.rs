@@ -125,10 +125,10 @@ impl KinesisApi {
             GetRecords => {
                 let input: model::GetRecordsInput = decode(protocol, body)?;
                 input.validate_input()?;
-                let output = h.get_records(input).await?;
+                let page = h.get_records(input).await?;
                 Ok(match protocol {
-                    Protocol::Json => records_json::encode_get_records(&output),
-                    Protocol::Cbor => encode(protocol, &output),
+                    Protocol::Json => records_json::encode_page(&page),
+                    Protocol::Cbor => encode(protocol, &page.into_output()),
                 })
             }
             GetResourcePolicy => run(protocol, body, async |i| h.get_resource_policy(i)).await,

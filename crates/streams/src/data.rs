@@ -12,7 +12,8 @@ use crate::token::{IteratorPosition, KIND_ITERATOR};
 use crate::{Result, StreamRef, StreamView, Streams, StreamsError, format_java_date, now_ms};
 
 /// Record flag: written while server-side encryption was on.
-const FLAG_ENCRYPTED: u8 = 1;
+/// A stored record's flag: written to a stream with server-side encryption on.
+pub const FLAG_ENCRYPTED: u8 = 1;
 /// How often a put retries routing when it raced with a reshard.
 const RESHARD_RETRIES: usize = 200;
 
@@ -82,6 +83,92 @@ pub struct RecordOut {
     pub encrypted: bool,
 }
 
+/// The records of one GetRecords page as the store returned them. Turning them into
+/// `RecordOut`s builds two strings per record; a response encoder can instead write each
+/// record's sequence number and partition key straight into its output (`iter`).
+#[derive(Debug, Clone)]
+pub struct PageRecords {
+    shard_created_ms: u64,
+    shard_index: u32,
+    records: Vec<StoredRecord>,
+}
+
+impl PageRecords {
+    /// Records of the shard with this creation time and index, in sequence order.
+    pub fn new(shard_created_ms: u64, shard_index: u32, records: Vec<StoredRecord>) -> Self {
+        Self {
+            shard_created_ms,
+            shard_index,
+            records,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Bytes of record data on the page (for metrics).
+    pub fn data_bytes(&self) -> u64 {
+        self.records.iter().map(|r| r.data.len() as u64).sum()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = PageRecord<'_>> {
+        self.records
+            .iter()
+            .map(|record| PageRecord { page: self, record })
+    }
+
+    pub fn into_outs(self) -> Vec<RecordOut> {
+        let Self {
+            shard_created_ms,
+            shard_index,
+            records,
+        } = self;
+        records
+            .into_iter()
+            .map(|record| to_record_out(shard_created_ms, shard_index, record))
+            .collect()
+    }
+}
+
+/// One record of a `PageRecords`, with what `RecordOut` would hold, unconverted.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRecord<'a> {
+    page: &'a PageRecords,
+    record: &'a StoredRecord,
+}
+
+impl PageRecord<'_> {
+    pub fn sequence_parts(&self) -> SequenceParts {
+        sequence_parts(
+            self.page.shard_created_ms,
+            self.page.shard_index,
+            self.record,
+        )
+    }
+
+    pub fn arrival_ms(&self) -> u64 {
+        self.record.arrival_ms
+    }
+
+    /// The partition key as stored: UTF-8 (see `partition_key_text`).
+    pub fn partition_key(&self) -> &[u8] {
+        &self.record.key
+    }
+
+    pub fn data(&self) -> &Bytes {
+        &self.record.data
+    }
+
+    pub fn encrypted(&self) -> bool {
+        self.record.flags & FLAG_ENCRYPTED != 0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ChildShardOut {
     pub shard_id: ShardId,
@@ -95,7 +182,7 @@ pub struct GetRecordsOutcome {
     /// The stream snapshot the read used (for metrics and shard-level settings).
     pub view: std::sync::Arc<StreamView>,
     pub shard_id: ShardId,
-    pub records: Vec<RecordOut>,
+    pub records: PageRecords,
     pub next_shard_iterator: Option<String>,
     pub millis_behind_latest: u64,
     pub child_shards: Vec<ChildShardOut>,
@@ -109,6 +196,17 @@ pub fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64
         arrival_secs: arrival_ms / 1000,
     }
     .encode()
+}
+
+/// The parts `sequence_number` encodes, for a stored record of the shard with this creation
+/// time and index.
+fn sequence_parts(shard_created_ms: u64, shard_index: u32, record: &StoredRecord) -> SequenceParts {
+    SequenceParts {
+        creation_secs: shard_created_ms / 1000,
+        shard_index,
+        counter: record.sequence + 1,
+        arrival_secs: record.arrival_ms / 1000,
+    }
 }
 
 /// A stored partition key as text. Keys arrive as JSON or CBOR strings, so they are UTF-8;
@@ -590,11 +688,14 @@ impl Streams {
             .last()
             .map(|r| r.sequence + 1)
             .unwrap_or(position.position);
-        let records: Vec<RecordOut> = stored
-            .into_iter()
-            .filter(|r| r.arrival_ms >= cutoff)
-            .map(|r| record_out(shard, r))
-            .collect();
+        let records = PageRecords::new(
+            shard.created_ms,
+            shard.index,
+            stored
+                .into_iter()
+                .filter(|r| r.arrival_ms >= cutoff)
+                .collect(),
+        );
         let tail = self.inner.store.tail(shard.log_id)?;
         if let Some(closed) = shard.closed
             && next_position >= closed.end_position
@@ -609,7 +710,7 @@ impl Streams {
                 child_shards: child_shards(&view, shard.index),
             });
         }
-        let millis_behind_latest = match records.last() {
+        let millis_behind_latest = match records.records.last() {
             Some(last) if next_position < tail.next_sequence => now.saturating_sub(last.arrival_ms),
             _ => 0,
         };
@@ -625,8 +726,12 @@ impl Streams {
 }
 
 pub(crate) fn record_out(shard: &ShardMeta, record: StoredRecord) -> RecordOut {
+    to_record_out(shard.created_ms, shard.index, record)
+}
+
+fn to_record_out(shard_created_ms: u64, shard_index: u32, record: StoredRecord) -> RecordOut {
     RecordOut {
-        sequence_number: sequence_number(shard, record.sequence, record.arrival_ms),
+        sequence_number: sequence_parts(shard_created_ms, shard_index, &record).encode(),
         arrival_ms: record.arrival_ms,
         partition_key: partition_key_text(&record.key),
         data: record.data,

@@ -40,12 +40,14 @@ use parking_lot::RwLock;
 
 pub use consumers::ConsumerView;
 pub use data::{
-    ChildShardOut, GetRecordsOutcome, IteratorType, PutEntry, PutOutcome, PutResult, RecordOut,
-    ending_sequence_number, partition_key_text, sequence_number, starting_sequence_number,
+    ChildShardOut, FLAG_ENCRYPTED, GetRecordsOutcome, IteratorType, PageRecord, PageRecords,
+    PutEntry, PutOutcome, PutResult, RecordOut, ending_sequence_number, partition_key_text,
+    sequence_number, starting_sequence_number,
 };
 pub use error::{Result, StreamsError};
 pub use lifecycle::{CreateStream, StreamStatus, StreamSummary};
 pub use meta::{AccountSettings, ConsumerMeta, ShardClosed, ShardMeta, StreamMeta, StreamMode};
+pub use millstream_storage::StoredRecord;
 pub use reshard::{ListShardsRequest, ShardFilter, ShardPage};
 pub use subscription::{PushedEvent, StartingPosition, Subscription, SubscriptionItem};
 pub use time::{format_java_date, now_ms};

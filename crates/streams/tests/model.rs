@@ -81,6 +81,7 @@ async fn read_shard(streams: &Streams, shard: &str) -> (Vec<(String, Bytes)>, Op
         let empty = page.records.is_empty();
         records.extend(
             page.records
+                .into_outs()
                 .into_iter()
                 .map(|r| (r.sequence_number, r.data)),
         );

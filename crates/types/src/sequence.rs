@@ -46,6 +46,9 @@ pub struct MalformedSequenceNumber;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct U192([u64; 3]);
 
+/// 10^63 > 2^192: seven nine-digit chunks hold any value.
+const DECIMAL_DIGITS_MAX: usize = 63;
+
 /// "00".."99": two digits per division when writing decimals.
 const DIGIT_PAIRS: &[u8; 200] = b"\
 0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849\
@@ -89,17 +92,24 @@ impl U192 {
     /// runtime's `__udivti3` nine times per number: with its four allocations it was a
     /// fifth of the server's CPU on a 1 KiB read-back (every record's number is encoded).
     fn to_decimal(self) -> String {
+        let mut digits = [0; DECIMAL_DIGITS_MAX];
+        let start = self.write_decimal(&mut digits);
+        std::str::from_utf8(&digits[start..])
+            .expect("ASCII digits")
+            .to_owned()
+    }
+
+    /// Writes the decimal digits right-aligned into `digits`; returns where they start.
+    fn write_decimal(self, digits: &mut [u8; DECIMAL_DIGITS_MAX]) -> usize {
         const CHUNK: u64 = 1_000_000_000;
         const CHUNK_DIGITS: usize = 9;
-        // 10^63 > 2^192: seven chunks hold any value.
-        const DIGITS_MAX: usize = 7 * CHUNK_DIGITS;
         let mut limbs = [0u32; 6];
         for (i, limb) in self.0.iter().enumerate() {
             limbs[2 * i] = (limb >> 32) as u32;
             limbs[2 * i + 1] = *limb as u32;
         }
-        let mut digits = [b'0'; DIGITS_MAX];
-        let mut start = DIGITS_MAX;
+        digits.fill(b'0');
+        let mut start = DECIMAL_DIGITS_MAX;
         let mut first_nonzero = 0;
         loop {
             while first_nonzero < limbs.len() && limbs[first_nonzero] == 0 {
@@ -118,13 +128,10 @@ impl U192 {
             write_chunk(&mut digits[start..start + CHUNK_DIGITS], remainder as u32);
         }
         // The last chunk was zero-padded; a zero value has no chunk at all.
-        let significant = digits[start..]
+        digits[start..]
             .iter()
             .position(|&d| d != b'0')
-            .map_or(DIGITS_MAX - 1, |offset| start + offset);
-        std::str::from_utf8(&digits[significant..])
-            .expect("ASCII digits")
-            .to_owned()
+            .map_or(DECIMAL_DIGITS_MAX - 1, |offset| start + offset)
     }
 
     /// Bits `[shift, shift + width)` as an integer (width <= 64).
@@ -179,6 +186,18 @@ const BIT_LENGTH: u32 = 186;
 
 impl SequenceParts {
     pub fn encode(&self) -> String {
+        self.value().to_decimal()
+    }
+
+    /// Appends the decimal text `encode` returns, without a `String` of its own (response
+    /// encoders write it straight into their output).
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        let mut digits = [0; DECIMAL_DIGITS_MAX];
+        let start = self.value().write_decimal(&mut digits);
+        out.extend_from_slice(&digits[start..]);
+    }
+
+    fn value(&self) -> U192 {
         assert!(self.counter <= COUNTER_MAX, "sequence counter overflow");
         let mut value = U192([0; 3]);
         value.set_bits(VERSION_SHIFT, 4, VERSION);
@@ -188,7 +207,7 @@ impl SequenceParts {
         value.set_bits(INDEX_DIGIT_SHIFT, 4, u64::from(self.shard_index & 0xf));
         value.set_bits(CREATION_SHIFT, 36, self.creation_secs & SECS_MASK);
         value.set_bits(TOP_SHIFT, 4, TOP_NIBBLE);
-        value.to_decimal()
+        value
     }
 
     /// Decodes a decimal sequence number of our layout.
@@ -291,6 +310,9 @@ mod tests {
         fn round_trips(creation in 0u64..(1 << 36), index in any::<u32>(), counter in 0..=COUNTER_MAX, arrival in 0u64..(1 << 36)) {
             let parts = SequenceParts { creation_secs: creation, shard_index: index, counter, arrival_secs: arrival };
             let text = parts.encode();
+            let mut appended = b"prefix".to_vec();
+            parts.append_to(&mut appended);
+            prop_assert_eq!(&appended[6..], text.as_bytes());
             prop_assert_eq!(text.len(), 56);
             prop_assert!(is_decimal_sequence(&text));
             prop_assert_eq!(SequenceParts::decode(&text), Ok(parts));
