@@ -1,5 +1,7 @@
 //! Response encoding on the read-back hot path: a full GetRecords page (10,000 records) as
-//! awsJson1.1, written by serde_json and by `records_json`, measured in the same run.
+//! awsJson1.1, written by serde_json and by `records_json`, measured in the same run; and,
+//! from the stored records, through the model (`into_output` then `encode_get_records`) or
+//! straight (`encode_page`, what the server does).
 //!
 //! `cargo bench -p millstream-api-kinesis --bench encode`
 
@@ -8,10 +10,12 @@ mod support;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use bytes::Bytes;
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use millstream_api_kinesis::model::{GetRecordsOutput, Record};
-use millstream_api_kinesis::records_json::encode_get_records;
+use millstream_api_kinesis::records_json::{GetRecordsPage, encode_get_records, encode_page};
 use millstream_aws_protocol::{Blob, Protocol, Timestamp};
+use millstream_streams::{PageRecords, StoredRecord};
 use support::payload;
 
 const RECORDS: usize = 10_000;
@@ -38,7 +42,25 @@ fn page(size: usize) -> GetRecordsOutput {
     }
 }
 
-fn encode_page(c: &mut Criterion) {
+fn stored_page(size: usize) -> GetRecordsPage {
+    let records = (0..RECORDS)
+        .map(|i| StoredRecord {
+            sequence: 1_000_000 + i as u64,
+            arrival_ms: 1_764_150_000_000 + i as u64,
+            key: Bytes::from(format!("partition-key-{i:08}")),
+            data: Bytes::from(payload(i, size)),
+            flags: 0,
+        })
+        .collect();
+    GetRecordsPage {
+        records: PageRecords::new(1_764_000_000_000, 3, records),
+        next_shard_iterator: Some("AAAAAAAAAAH".repeat(20)),
+        millis_behind_latest: 0,
+        child_shards: None,
+    }
+}
+
+fn encode_pages(c: &mut Criterion) {
     let mut group = c.benchmark_group("get_records_encode");
     group
         .sample_size(20)
@@ -54,9 +76,28 @@ fn encode_page(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("records_json", &label), &output, |b, o| {
             b.iter(|| black_box(encode_get_records(o)));
         });
+        let stored = stored_page(size);
+        group.bench_with_input(
+            BenchmarkId::new("stored_via_model", &label),
+            &stored,
+            |b, p| {
+                b.iter_batched(
+                    || p.clone(),
+                    |page| black_box(encode_get_records(&page.into_output())),
+                    BatchSize::LargeInput,
+                );
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("stored_direct", &label),
+            &stored,
+            |b, p| {
+                b.iter(|| black_box(encode_page(p)));
+            },
+        );
     }
     group.finish();
 }
 
-criterion_group!(benches, encode_page);
+criterion_group!(benches, encode_pages);
 criterion_main!(benches);
