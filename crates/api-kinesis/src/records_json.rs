@@ -68,6 +68,8 @@ const POOLED_BUFFERS_MAX: usize = 4;
 /// ...of at most this capacity each (a full 10 MB page of 1 KiB records needs ~14 MB), so
 /// an idle server holds at most 64 MiB of them.
 const POOLED_CAPACITY_MAX: usize = 16 << 20;
+/// Smaller buffers are cheap to allocate: neither taken from the pool nor kept in it.
+const POOLED_CAPACITY_MIN: usize = 1 << 20;
 
 /// Output buffers of finished responses, handed back when the response body is dropped.
 static BUFFERS: BufferPool = BufferPool {
@@ -79,22 +81,24 @@ struct BufferPool {
 }
 
 impl BufferPool {
-    /// An empty buffer with room for `capacity` bytes, reusing a pooled one if any is large
-    /// enough (the largest, so small pages do not take the buffers big pages need).
-    fn take(&'static self, capacity: usize) -> Vec<u8> {
+    /// An empty buffer with room for `capacity` bytes, reusing the smallest pooled one that
+    /// is large enough (a small page never takes the buffer a big one needs).
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        if capacity < POOLED_CAPACITY_MIN {
+            return Vec::with_capacity(capacity);
+        }
         let reused = {
             let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            let largest = (0..free.len()).max_by_key(|&i| free[i].capacity());
-            largest
+            (0..free.len())
                 .filter(|&i| free[i].capacity() >= capacity)
+                .min_by_key(|&i| free[i].capacity())
                 .map(|i| free.swap_remove(i))
         };
         reused.unwrap_or_else(|| Vec::with_capacity(capacity))
     }
 
     fn give_back(&self, mut buffer: Vec<u8>) {
-        // Small buffers are cheap to allocate; only large ones are worth keeping.
-        if buffer.capacity() < (1 << 20) || buffer.capacity() > POOLED_CAPACITY_MAX {
+        if buffer.capacity() < POOLED_CAPACITY_MIN || buffer.capacity() > POOLED_CAPACITY_MAX {
             return;
         }
         buffer.clear();
@@ -452,9 +456,18 @@ mod tests {
         let body = PooledBody::into_bytes(buffer, pool);
         assert_eq!(&body[..], b"page");
         drop(body);
+        let small = pool.take(1000);
+        assert_ne!(small.as_ptr(), address, "a small page allocates its own");
         let again = pool.take(1 << 20);
         assert_eq!(again.as_ptr(), address, "the sent page's buffer came back");
         assert!(again.is_empty());
+        // Of two that fit, the smaller one is taken.
+        let larger = PooledBody::into_bytes(Vec::with_capacity(8 << 20), pool);
+        drop(larger);
+        drop(PooledBody::into_bytes(again, pool));
+        let smaller = pool.take(1 << 20);
+        assert_eq!(smaller.as_ptr(), address);
+        pool.free.lock().expect("lock").clear();
         drop(PooledBody::into_bytes(vec![0; 100], pool));
         drop(PooledBody::into_bytes(
             Vec::with_capacity(POOLED_CAPACITY_MAX + 1),
@@ -476,11 +489,10 @@ mod tests {
         assert_eq!(pool.free.lock().expect("lock").len(), POOLED_BUFFERS_MAX);
     }
 
-    fn stored_page(
-        created_ms: u64,
-        index: u32,
-        records: Vec<(Vec<u8>, Vec<u8>, u64, u64, bool)>,
-    ) -> PageRecords {
+    /// Key, data, storage sequence, arrival, encrypted.
+    type StoredFields = (Vec<u8>, Vec<u8>, u64, u64, bool);
+
+    fn stored_page(created_ms: u64, index: u32, records: Vec<StoredFields>) -> PageRecords {
         let records = records
             .into_iter()
             .map(
