@@ -1,7 +1,7 @@
 //! Response encoding on the read-back hot path: a full GetRecords page (10,000 records) as
 //! awsJson1.1, written by serde_json and by `records_json`, measured in the same run; and,
 //! from the stored records, through the model (`into_output` then `encode_get_records`) or
-//! straight (`encode_page`, what the server does).
+//! straight (`encode_page`, what the server does); and the same two ways as CBOR.
 //!
 //! `cargo bench -p millstream-api-kinesis --bench encode`
 
@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use millstream_api_kinesis::model::{GetRecordsOutput, Record};
+use millstream_api_kinesis::records_cbor;
 use millstream_api_kinesis::records_json::{GetRecordsPage, encode_get_records, encode_page};
 use millstream_aws_protocol::{Blob, Protocol, Timestamp};
 use millstream_streams::{PageRecords, StoredRecord};
@@ -93,6 +94,29 @@ fn encode_pages(c: &mut Criterion) {
             &stored,
             |b, p| {
                 b.iter(|| black_box(encode_page(p)));
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("cbor_stored_via_model", &label),
+            &stored,
+            |b, p| {
+                b.iter_batched(
+                    || p.clone(),
+                    |page| {
+                        black_box(millstream_aws_protocol::encode(
+                            Protocol::Cbor,
+                            &page.into_output(),
+                        ))
+                    },
+                    BatchSize::LargeInput,
+                );
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("cbor_stored_direct", &label),
+            &stored,
+            |b, p| {
+                b.iter(|| black_box(records_cbor::encode_page(p)));
             },
         );
     }

@@ -11,6 +11,7 @@ mod convert;
 mod error;
 mod handlers;
 pub mod model;
+pub mod records_cbor;
 pub mod records_json;
 mod subscribe;
 
@@ -128,7 +129,7 @@ impl KinesisApi {
                 let page = h.get_records(input).await?;
                 Ok(match protocol {
                     Protocol::Json => records_json::encode_page(&page),
-                    Protocol::Cbor => encode(protocol, &page.into_output()),
+                    Protocol::Cbor => records_cbor::encode_page(&page),
                 })
             }
             GetResourcePolicy => run(protocol, body, async |i| h.get_resource_policy(i)).await,

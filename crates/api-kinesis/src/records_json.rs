@@ -72,18 +72,18 @@ const POOLED_CAPACITY_MAX: usize = 16 << 20;
 const POOLED_CAPACITY_MIN: usize = 1 << 20;
 
 /// Output buffers of finished responses, handed back when the response body is dropped.
-static BUFFERS: BufferPool = BufferPool {
+pub(crate) static BUFFERS: BufferPool = BufferPool {
     free: Mutex::new(Vec::new()),
 };
 
-struct BufferPool {
+pub(crate) struct BufferPool {
     free: Mutex<Vec<Vec<u8>>>,
 }
 
 impl BufferPool {
     /// An empty buffer with room for `capacity` bytes, reusing the smallest pooled one that
     /// is large enough (a small page never takes the buffer a big one needs).
-    fn take(&self, capacity: usize) -> Vec<u8> {
+    pub(crate) fn take(&self, capacity: usize) -> Vec<u8> {
         if capacity < POOLED_CAPACITY_MIN {
             return Vec::with_capacity(capacity);
         }
@@ -110,13 +110,13 @@ impl BufferPool {
 }
 
 /// A response body that returns its buffer to the pool once the server has sent it.
-struct PooledBody {
+pub(crate) struct PooledBody {
     buffer: Vec<u8>,
     pool: &'static BufferPool,
 }
 
 impl PooledBody {
-    fn into_bytes(buffer: Vec<u8>, pool: &'static BufferPool) -> Bytes {
+    pub(crate) fn into_bytes(buffer: Vec<u8>, pool: &'static BufferPool) -> Bytes {
         Bytes::from_owner(PooledBody { buffer, pool })
     }
 }
@@ -176,7 +176,7 @@ pub fn encode_page(page: &GetRecordsPage) -> Bytes {
     PooledBody::into_bytes(out, &BUFFERS)
 }
 
-fn page_capacity(page: &GetRecordsPage) -> usize {
+pub(crate) fn page_capacity(page: &GetRecordsPage) -> usize {
     let records: usize = page
         .records
         .iter()
