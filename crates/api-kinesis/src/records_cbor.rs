@@ -107,18 +107,15 @@ fn text_bytes(out: &mut Vec<u8>, utf8: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use millstream_streams::{FLAG_ENCRYPTED, PageRecords, StoredRecord};
     use proptest::prelude::*;
 
     use super::*;
-    use crate::model::{ChildShard, GetRecordsOutput, HashKeyRange};
+    use crate::model::GetRecordsOutput;
+    use crate::records_json::test_pages::{StoredFields, child_shards, stored_page};
 
     fn generic(output: &GetRecordsOutput) -> Bytes {
         millstream_aws_protocol::encode(Protocol::Cbor, output)
     }
-
-    /// Key, data, storage sequence, arrival, encrypted.
-    type StoredFields = (Vec<u8>, Vec<u8>, u64, u64, bool);
 
     fn page(
         records: Vec<StoredFields>,
@@ -126,32 +123,11 @@ mod tests {
         behind: i64,
         children: bool,
     ) -> GetRecordsPage {
-        let records = records
-            .into_iter()
-            .map(
-                |(key, data, sequence, arrival_ms, encrypted)| StoredRecord {
-                    sequence,
-                    arrival_ms,
-                    key: Bytes::from(key),
-                    data: Bytes::from(data),
-                    flags: if encrypted { FLAG_ENCRYPTED } else { 0 },
-                },
-            )
-            .collect();
         GetRecordsPage {
-            records: PageRecords::new(1_764_000_000_000, 5, records),
+            records: stored_page(1_764_000_000_000, 5, records),
             next_shard_iterator: iterator,
             millis_behind_latest: behind,
-            child_shards: children.then(|| {
-                vec![ChildShard {
-                    shard_id: Some("shardId-000000000002".into()),
-                    parent_shards: Some(vec!["shardId-000000000000".into()]),
-                    hash_key_range: Some(HashKeyRange {
-                        starting_hash_key: Some("0".into()),
-                        ending_hash_key: Some("340282366920938463463374607431768211455".into()),
-                    }),
-                }]
-            }),
+            child_shards: children.then(child_shards),
         }
     }
 

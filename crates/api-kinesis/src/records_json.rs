@@ -322,6 +322,46 @@ impl<'a> ObjectWriter<'a> {
     }
 }
 
+/// Pages of stored records for the encoders' tests.
+#[cfg(test)]
+pub(crate) mod test_pages {
+    use bytes::Bytes;
+    use millstream_streams::{FLAG_ENCRYPTED, PageRecords, StoredRecord};
+
+    use crate::model::{ChildShard, HashKeyRange};
+
+    /// Key, data, storage sequence, arrival, encrypted.
+    pub type StoredFields = (Vec<u8>, Vec<u8>, u64, u64, bool);
+
+    pub fn stored_page(created_ms: u64, index: u32, records: Vec<StoredFields>) -> PageRecords {
+        let records = records
+            .into_iter()
+            .map(
+                |(key, data, sequence, arrival_ms, encrypted)| StoredRecord {
+                    sequence,
+                    arrival_ms,
+                    key: Bytes::from(key),
+                    data: Bytes::from(data),
+                    flags: if encrypted { FLAG_ENCRYPTED } else { 0 },
+                },
+            )
+            .collect();
+        PageRecords::new(created_ms, index, records)
+    }
+
+    /// What a closed shard's last page names: one child of shard 0.
+    pub fn child_shards() -> Vec<ChildShard> {
+        vec![ChildShard {
+            shard_id: Some("shardId-000000000002".into()),
+            parent_shards: Some(vec!["shardId-000000000000".into()]),
+            hash_key_range: Some(HashKeyRange {
+                starting_hash_key: Some("0".into()),
+                ending_hash_key: Some("340282366920938463463374607431768211455".into()),
+            }),
+        }]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use millstream_aws_protocol::{Blob, Timestamp};
@@ -329,7 +369,7 @@ mod tests {
 
     use super::*;
     use crate::model::HashKeyRange;
-    use millstream_streams::{FLAG_ENCRYPTED, StoredRecord};
+    use test_pages::{child_shards, stored_page};
 
     fn serde_body(output: &GetRecordsOutput) -> Vec<u8> {
         serde_json::to_vec(output).expect("serialisable")
@@ -489,25 +529,6 @@ mod tests {
         assert_eq!(pool.free.lock().expect("lock").len(), POOLED_BUFFERS_MAX);
     }
 
-    /// Key, data, storage sequence, arrival, encrypted.
-    type StoredFields = (Vec<u8>, Vec<u8>, u64, u64, bool);
-
-    fn stored_page(created_ms: u64, index: u32, records: Vec<StoredFields>) -> PageRecords {
-        let records = records
-            .into_iter()
-            .map(
-                |(key, data, sequence, arrival_ms, encrypted)| StoredRecord {
-                    sequence,
-                    arrival_ms,
-                    key: Bytes::from(key),
-                    data: Bytes::from(data),
-                    flags: if encrypted { FLAG_ENCRYPTED } else { 0 },
-                },
-            )
-            .collect();
-        PageRecords::new(created_ms, index, records)
-    }
-
     proptest! {
         #[test]
         fn a_page_encodes_as_serde_encodes_its_model_output(
@@ -534,14 +555,7 @@ mod tests {
                 records: stored_page(created_ms, index, records),
                 next_shard_iterator: iterator,
                 millis_behind_latest: behind,
-                child_shards: children.then(|| vec![ChildShard {
-                    shard_id: Some("shardId-000000000002".into()),
-                    parent_shards: Some(vec!["shardId-000000000000".into()]),
-                    hash_key_range: Some(HashKeyRange {
-                        starting_hash_key: Some("0".into()),
-                        ending_hash_key: Some("340282366920938463463374607431768211455".into()),
-                    }),
-                }]),
+                child_shards: children.then(child_shards),
             };
             let fast = encode_page(&page);
             prop_assert_eq!(&fast[..], &serde_body(&page.into_output())[..]);
