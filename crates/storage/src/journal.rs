@@ -158,6 +158,12 @@ pub(crate) enum JournalCommand {
     },
     /// Stop at once without syncing (the store was dropped: behave like a crash).
     Abandon,
+    /// Answered once every command queued before it is done (including the checkpoint
+    /// decisions that follow an acknowledgement) and the checkpoint job, unless a test
+    /// holds it, has finished: for tests that need a quiet store.
+    Settle {
+        reply: oneshot::Sender<Result<(), StorageError>>,
+    },
 }
 
 /// Counters for benchmarks and metrics. Monotonic.
@@ -775,6 +781,10 @@ impl Journal {
                     break;
                 }
                 JournalCommand::Abandon => break,
+                JournalCommand::Settle { reply } => {
+                    let held = self.pause.load(Ordering::SeqCst) != 0;
+                    let _ = reply.send(if held { Ok(()) } else { self.reap_job() });
+                }
             }
         }
         // Whatever is still queued is answered by dropping its reply sender (writers map
@@ -974,9 +984,12 @@ impl Journal {
                 .journal_bytes_max
                 .saturating_mul(JOURNAL_OVERDUE_FACTOR)
             && self.pause.load(Ordering::SeqCst) == 0;
+        // Once the store is dropped (`abandon`), this thread behaves as if the process had
+        // died at that moment: no new journal, even when the drop just released a held job.
         if self.len > self.config.journal_bytes_max
             && self.len >= self.checkpoint_retry_at
             && self.fenced.is_none()
+            && !self.abandon.load(Ordering::SeqCst)
             && (!job_running || overdue)
             && let Err(e) = self.checkpoint()
         {

@@ -939,6 +939,19 @@ impl Store {
             .store(at.map_or(0, |p| p as u8), Ordering::SeqCst);
     }
 
+    /// Test hook: returns once every append acknowledged before the call has been fully
+    /// handled by the journal thread, including a checkpoint it started, and that
+    /// checkpoint's background job has finished (unless `pause_checkpoint_jobs_at` holds
+    /// it). Counters and the journal directory are then stable until the next append.
+    ///
+    /// # Errors
+    /// `Io` if the checkpoint job failed (the store is then fenced); `Closed`.
+    #[doc(hidden)]
+    pub async fn settle_checkpoints(&self) -> Result<(), StorageError> {
+        self.journal_call(|reply| JournalCommand::Settle { reply })
+            .await
+    }
+
     /// Counters since open.
     pub fn metrics(&self) -> StoreMetrics {
         let m = &self.inner.metrics;

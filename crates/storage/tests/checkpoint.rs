@@ -150,21 +150,13 @@ async fn setup(dir: &Path, acked: &mut Acked, tag: &mut u64) -> Store {
     store
 }
 
-/// Waits until every started checkpoint's background job has finished. The journal
-/// thread decides on a checkpoint after acknowledging the commit that filled the journal,
-/// so one may start just after the caller's last append returned: wait until the counts
-/// have stayed equal for a while.
+/// Waits until the checkpoint a last append may have started (the journal thread decides
+/// after acknowledging it) has been decided and its background job has finished: a barrier
+/// through the journal thread, not a guess at timing.
 async fn settle(store: &Store) {
-    loop {
-        let m = store.metrics();
-        if m.checkpoint_jobs == m.checkpoints {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            if store.metrics().checkpoints == m.checkpoints {
-                return;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    store.settle_checkpoints().await.unwrap();
+    let m = store.metrics();
+    assert_eq!(m.checkpoint_jobs, m.checkpoints, "settled: {m:?}");
 }
 
 /// Crash with the job held at `at`, machine-crash the segments, recover, check; then
