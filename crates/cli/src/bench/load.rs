@@ -12,6 +12,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use hdrhistogram::Histogram;
 
 use super::payload::{Payloads, SplitMix};
+use super::raw;
 use super::stats;
 use super::verify::Acks;
 
@@ -29,6 +30,8 @@ pub struct Target {
     pub epoch: Instant,
     /// Distinct partition keys; 0 = a random key per record.
     pub key_spread: u64,
+    /// Producers send hand-built signed requests here instead of through `client`.
+    pub http: Option<Arc<raw::Endpoint>>,
 }
 
 impl Target {
@@ -159,6 +162,7 @@ pub async fn put_worker(
     progress: Arc<AtomicU64>,
 ) -> Produced {
     let mut out = Produced::new();
+    let mut http = raw::Producer::new();
     let mut rng = SplitMix(0xB0B0_0000 ^ worker.wrapping_mul(0x1234_5678_9ABC_DEF1));
     let mut counter = 0u64;
     let want = batch.max(1) as u64;
@@ -173,7 +177,16 @@ pub async fn put_worker(
                 (worker << 40) | counter
             })
             .collect();
-        let sent = put_ids(&target, &ids, batch == 0, &mut rng, verify, &mut out).await;
+        let sent = put_ids(
+            &target,
+            &mut http,
+            &ids,
+            batch == 0,
+            &mut rng,
+            verify,
+            &mut out,
+        )
+        .await;
         progress.fetch_add(sent, Ordering::Relaxed);
         if sent == 0 && Instant::now() < budget.deadline {
             tokio::time::sleep(ERROR_BACKOFF).await;
@@ -182,10 +195,11 @@ pub async fn put_worker(
     out
 }
 
-/// Sends `ids` as one PutRecords (or one PutRecord when `single`); returns how many were
-/// acknowledged.
+/// Sends `ids` as one PutRecords (or one PutRecord when `single`), through the SDK or, when
+/// the target says so, on `http`; returns how many were acknowledged.
 pub async fn put_ids(
     target: &Target,
+    http: &mut raw::Producer,
     ids: &[u64],
     single: bool,
     rng: &mut SplitMix,
@@ -195,70 +209,30 @@ pub async fn put_ids(
     let size = target.payloads.size() as u64;
     let sent_us = target.now_us();
     out.requests += 1;
-    if single {
-        let id = ids[0];
-        let started = Instant::now();
-        let result = target
-            .client
-            .put_record()
-            .stream_name(&target.stream)
-            .partition_key(target.key(rng))
-            .data(Blob::new(target.payloads.build(id, sent_us)))
-            .send()
-            .await;
-        stats::record(&mut out.latency, started.elapsed());
-        return match result {
-            Ok(response) => {
-                if verify {
-                    let shard = target.shard(response.shard_id());
-                    out.acks.ack(id, shard, response.sequence_number());
-                }
-                out.records += 1;
-                out.bytes += size;
-                1
-            }
-            Err(error) => {
-                out.error(error_kind(&error));
-                if verify {
-                    out.acks.uncertain(id);
-                }
-                0
-            }
-        };
-    }
-    let entries: Vec<PutRecordsRequestEntry> = ids
+    let records: Vec<(String, Vec<u8>)> = ids
         .iter()
-        .map(|&id| {
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(target.payloads.build(id, sent_us)))
-                .partition_key(target.key(rng))
-                .build()
-                .expect("data and partition key are set")
-        })
+        .map(|&id| (target.key(rng), target.payloads.build(id, sent_us)))
         .collect();
     let started = Instant::now();
-    let result = target
-        .client
-        .put_records()
-        .stream_name(&target.stream)
-        .set_records(Some(entries))
-        .send()
-        .await;
+    let outcome = match &target.http {
+        Some(endpoint) => send_http(target, endpoint, http, records, single).await,
+        None => send_sdk(target, records, single).await,
+    };
     stats::record(&mut out.latency, started.elapsed());
-    match result {
-        Ok(response) => {
+    match outcome {
+        Ok(results) => {
             let mut acked = 0;
-            for (&id, entry) in ids.iter().zip(response.records()) {
-                match (entry.shard_id(), entry.sequence_number()) {
-                    (Some(shard), Some(sequence)) => {
+            for (&id, result) in ids.iter().zip(results) {
+                match result {
+                    Ok((shard, sequence)) => {
                         if verify {
-                            out.acks.ack(id, target.shard(shard), sequence);
+                            out.acks.ack(id, target.shard(&shard), &sequence);
                         }
                         acked += 1;
                     }
-                    _ => {
+                    Err(code) => {
                         out.failed += 1;
-                        out.error(entry.error_code().unwrap_or("FailedRecord").to_owned());
+                        out.error(code);
                     }
                 }
             }
@@ -266,8 +240,8 @@ pub async fn put_ids(
             out.bytes += acked * size;
             acked
         }
-        Err(error) => {
-            out.error(error_kind(&error));
+        Err(kind) => {
+            out.error(kind);
             if verify {
                 for &id in ids {
                     out.acks.uncertain(id);
@@ -276,6 +250,70 @@ pub async fn put_ids(
             0
         }
     }
+}
+
+async fn send_http(
+    target: &Target,
+    endpoint: &raw::Endpoint,
+    http: &mut raw::Producer,
+    mut records: Vec<(String, Vec<u8>)>,
+    single: bool,
+) -> Result<Vec<raw::RecordOutcome>, String> {
+    if single && let Some((key, data)) = records.pop() {
+        let placed = http
+            .put_record(endpoint, &target.stream, &key, &data)
+            .await?;
+        return Ok(vec![Ok(placed)]);
+    }
+    http.put_records(endpoint, &target.stream, &records).await
+}
+
+async fn send_sdk(
+    target: &Target,
+    mut records: Vec<(String, Vec<u8>)>,
+    single: bool,
+) -> Result<Vec<raw::RecordOutcome>, String> {
+    if single && let Some((key, data)) = records.pop() {
+        let response = target
+            .client
+            .put_record()
+            .stream_name(&target.stream)
+            .partition_key(key)
+            .data(Blob::new(data))
+            .send()
+            .await
+            .map_err(|error| error_kind(&error))?;
+        return Ok(vec![Ok((
+            response.shard_id().to_owned(),
+            response.sequence_number().to_owned(),
+        ))]);
+    }
+    let entries: Vec<PutRecordsRequestEntry> = records
+        .into_iter()
+        .map(|(key, data)| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(data))
+                .partition_key(key)
+                .build()
+                .expect("data and partition key are set")
+        })
+        .collect();
+    let response = target
+        .client
+        .put_records()
+        .stream_name(&target.stream)
+        .set_records(Some(entries))
+        .send()
+        .await
+        .map_err(|error| error_kind(&error))?;
+    Ok(response
+        .records()
+        .iter()
+        .map(|entry| match (entry.shard_id(), entry.sequence_number()) {
+            (Some(shard), Some(sequence)) => Ok((shard.to_owned(), sequence.to_owned())),
+            _ => Err(entry.error_code().unwrap_or("FailedRecord").to_owned()),
+        })
+        .collect())
 }
 
 /// The latency scenario's producer: `batch` records every `period` until `until`, skipping
@@ -289,6 +327,7 @@ pub async fn paced_producer(
     progress: Arc<AtomicU64>,
 ) -> Produced {
     let mut out = Produced::new();
+    let mut http = raw::Producer::new();
     let mut rng = SplitMix(0xE2E0_0000 ^ worker.wrapping_mul(0x1234_5678_9ABC_DEF1));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -304,7 +343,16 @@ pub async fn paced_producer(
                 (worker << 40) | counter
             })
             .collect();
-        let sent = put_ids(&target, &ids, batch <= 1, &mut rng, true, &mut out).await;
+        let sent = put_ids(
+            &target,
+            &mut http,
+            &ids,
+            batch <= 1,
+            &mut rng,
+            true,
+            &mut out,
+        )
+        .await;
         progress.fetch_add(sent, Ordering::Relaxed);
     }
     out

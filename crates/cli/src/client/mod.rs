@@ -66,23 +66,27 @@ pub enum Output {
 }
 
 impl Connection {
+    /// The credentials every client command signs with (see `client`).
+    pub fn credentials() -> Credentials {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => {
+                Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment")
+            }
+            _ => Credentials::new("millstream", "millstream", None, None, "millstream-cli"),
+        }
+    }
+
     /// An SDK client for the endpoint. Credentials come from `AWS_ACCESS_KEY_ID` and
     /// `AWS_SECRET_ACCESS_KEY` when both are set (needed when the server verifies
     /// signatures); otherwise placeholders, which a server without `[[credentials]]`
     /// accepts as long as the request is signed.
     pub fn client(&self) -> Client {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let credentials = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-            (Some(id), Some(secret)) => {
-                Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment")
-            }
-            _ => Credentials::new("millstream", "millstream", None, None, "millstream-cli"),
-        };
         let config = aws_sdk_kinesis::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(self.region.clone()))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(credentials)
+            .credentials_provider(Self::credentials())
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .timeout_config(
                 TimeoutConfig::builder()

@@ -12,6 +12,10 @@ use crate::support::TestServer;
 
 /// Runs `millstream bench <args> --json FILE --server-pid PID` and returns the report.
 fn bench(server: &TestServer, args: &[&str]) -> Value {
+    bench_with_env(server, args, &[])
+}
+
+fn bench_with_env(server: &TestServer, args: &[&str], envs: &[(&str, &str)]) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let pid = server_pid(server);
@@ -24,6 +28,7 @@ fn bench(server: &TestServer, args: &[&str]) -> Value {
         .arg(&pid)
         .env("MILLSTREAM_ENDPOINT", &server.endpoint)
         .env_remove("MILLSTREAM_OUTPUT")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -154,6 +159,68 @@ fn bench_e2e_measures_put_to_consume_latency_polling_and_pushed() {
         assert_eq!(report["e2e"]["latency_ms"]["n"].as_u64().unwrap(), acked);
         assert!(report["e2e"]["latency_ms"]["max_ms"].as_f64().unwrap() > 0.0);
     }
+}
+
+/// `--producer-client http` sends hand-built requests: against a server that verifies
+/// signatures (so a request signed wrongly would fail), PutRecords read back and verified,
+/// PutRecord, and put-to-consume latency with a subscribed consumer.
+#[test]
+fn bench_http_producers_sign_and_are_verified_like_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("millstream.toml");
+    std::fs::write(
+        &config,
+        "[[credentials]]\naccess_key_id = \"AKIDBENCH\"\nsecret_access_key = \"bench-secret\"\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(&["--config", config.to_str().unwrap()]);
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", "AKIDBENCH"),
+        ("AWS_SECRET_ACCESS_KEY", "bench-secret"),
+    ];
+    let http = ["--producer-client", "http"];
+    let get = [
+        "get", "-c", "2", "-b", "100", "-s", "300", "-d", "1", "-n", "2000", "--shards", "3",
+    ];
+    let report = bench_with_env(&server, &[&http[..], &get].concat(), &envs);
+    assert_eq!(report["producer_client"], "http");
+    let acked = acknowledged(&report);
+    assert!(acked > 0, "{report:#}");
+    assert!(
+        report["put"]["errors"].as_object().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert_eq!(report["verify"]["acked"].as_u64().unwrap(), acked);
+    assert_eq!(report["read"]["records"].as_u64().unwrap(), acked);
+
+    let single = ["single", "-c", "2", "-s", "100", "-d", "1", "-n", "200"];
+    let report = bench_with_env(&server, &[&http[..], &single].concat(), &envs);
+    assert!(acknowledged(&report) > 0, "{report:#}");
+    assert_eq!(
+        acknowledged(&report),
+        report["put"]["requests"].as_u64().unwrap()
+    );
+
+    let e2e = [
+        "e2e",
+        "--rate",
+        "200",
+        "-b",
+        "5",
+        "-d",
+        "1",
+        "--drain",
+        "5",
+        "--consumer",
+        "efo",
+        "--shards",
+        "2",
+    ];
+    let report = bench_with_env(&server, &[&http[..], &e2e].concat(), &envs);
+    let acked = acknowledged(&report);
+    assert!(acked > 50, "{report:#}");
+    assert_eq!(report["e2e"]["lost"], 0, "{report:#}");
+    assert_eq!(report["e2e"]["latency_ms"]["n"].as_u64().unwrap(), acked);
 }
 
 #[test]
