@@ -12,9 +12,10 @@
 //! Every loop stops by itself: producers at `--duration` or `--max-records`, readers at an
 //! empty page (or `--read-timeout`), the whole run at a hard bound derived from those.
 //! Requests go through the AWS SDK, like the other client commands, unless producers are
-//! told to send hand-built signed requests (`--producer-client http`, see `raw`). Reports: people's on
-//! stdout (progress on stderr when it is a terminal), JSON with `--json FILE` or `--output
-//! json`, stamped with the git sha and the hardware. Verification failures exit non-zero.
+//! told to send hand-built signed requests (`--producer-client http`, see `raw`). Reports:
+//! people's on stdout (progress on stderr when it is a terminal), JSON with `--json FILE` or
+//! `--output json`, stamped with the git sha and the hardware. Verification failures exit
+//! non-zero.
 
 mod consume;
 mod firehose;
