@@ -1,7 +1,9 @@
 //! Response encoding on the read-back hot path: a full GetRecords page (10,000 records) as
 //! awsJson1.1, written by serde_json and by `records_json`, measured in the same run; and,
 //! from the stored records, through the model (`into_output` then `encode_get_records`) or
-//! straight (`encode_page`, what the server does); and the same two ways as CBOR.
+//! straight (`encode_page`, what the server does); and the same two ways as CBOR. Then a
+//! full SubscribeToShard event frame (2,000 x 1 KiB, EFO's 2 MiB per event), through the
+//! model and straight from the stored records, as JSON and as CBOR.
 //!
 //! `cargo bench -p millstream-api-kinesis --bench encode`
 
@@ -14,8 +16,10 @@ use bytes::Bytes;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use millstream_api_kinesis::model::{GetRecordsOutput, Record};
 use millstream_api_kinesis::records_cbor;
-use millstream_api_kinesis::records_json::{GetRecordsPage, encode_get_records, encode_page};
-use millstream_aws_protocol::{Blob, Protocol, Timestamp};
+use millstream_api_kinesis::records_json::{
+    GetRecordsPage, ShardEventPage, encode_event, encode_get_records, encode_page,
+};
+use millstream_aws_protocol::{Blob, Protocol, Timestamp, event_stream};
 use millstream_streams::{PageRecords, StoredRecord};
 use support::payload;
 
@@ -44,7 +48,11 @@ fn page(size: usize) -> GetRecordsOutput {
 }
 
 fn stored_page(size: usize) -> GetRecordsPage {
-    let records = (0..RECORDS)
+    stored_records(RECORDS, size)
+}
+
+fn stored_records(count: usize, size: usize) -> GetRecordsPage {
+    let records = (0..count)
         .map(|i| StoredRecord {
             sequence: 1_000_000 + i as u64,
             arrival_ms: 1_764_150_000_000 + i as u64,
@@ -123,5 +131,51 @@ fn encode_pages(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode_pages);
+const EVENT_TYPE: &str = "SubscribeToShardEvent";
+
+fn encode_events(c: &mut Criterion) {
+    let mut group = c.benchmark_group("subscribe_event_frame");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    let page = stored_records(2_000, 1024);
+    let event = ShardEventPage {
+        records: page.records,
+        continuation_sequence_number: Some(
+            "4959033827149025660855969253836157109592157598913".into(),
+        ),
+        millis_behind_latest: 0,
+        child_shards: None,
+    };
+    group.throughput(Throughput::Elements(2_000));
+    for protocol in [Protocol::Json, Protocol::Cbor] {
+        let name = format!("{protocol:?}").to_lowercase();
+        group.bench_with_input(BenchmarkId::new("via_model", &name), &event, |b, e| {
+            b.iter_batched(
+                || e.clone(),
+                |event| {
+                    black_box(event_stream::event(
+                        protocol,
+                        EVENT_TYPE,
+                        &event.into_event(),
+                    ))
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        group.bench_with_input(BenchmarkId::new("direct", &name), &event, |b, e| {
+            b.iter(|| {
+                let payload = match protocol {
+                    Protocol::Json => encode_event(e),
+                    Protocol::Cbor => records_cbor::encode_event(e),
+                };
+                black_box(event_stream::encoded_event(protocol, EVENT_TYPE, payload))
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode_pages, encode_events);
 criterion_main!(benches);

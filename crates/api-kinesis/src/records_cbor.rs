@@ -9,7 +9,9 @@ use bytes::Bytes;
 use millstream_aws_protocol::Protocol;
 use millstream_streams::partition_key_text;
 
-use crate::records_json::{BUFFERS, GetRecordsPage, PooledBody, page_capacity};
+use crate::records_json::{
+    BUFFERS, GetRecordsPage, PooledBody, RecordsBody, ShardEventPage, body_capacity_of,
+};
 
 const MAJOR_UNSIGNED: u8 = 0;
 const MAJOR_NEGATIVE: u8 = 1;
@@ -22,15 +24,23 @@ const MAJOR_TAG: u8 = 6;
 const TAG_EPOCH: u64 = 1;
 
 pub fn encode_page(page: &GetRecordsPage) -> Bytes {
-    let mut out = BUFFERS.take(page_capacity(page));
-    let members = 2
-        + usize::from(page.next_shard_iterator.is_some())
-        + usize::from(page.child_shards.is_some());
+    encode_body(&page.body())
+}
+
+/// The payload `ciborium` makes of `event.into_event()`, byte for byte.
+pub fn encode_event(event: &ShardEventPage) -> Bytes {
+    encode_body(&event.body())
+}
+
+fn encode_body(body: &RecordsBody<'_>) -> Bytes {
+    let mut out = BUFFERS.take(body_capacity_of(body));
+    let members =
+        2 + usize::from(body.position.is_some()) + usize::from(body.child_shards.is_some());
     head(&mut out, MAJOR_MAP, members as u64);
     text(&mut out, "Records");
-    head(&mut out, MAJOR_ARRAY, page.records.len() as u64);
+    head(&mut out, MAJOR_ARRAY, body.records.len() as u64);
     let mut digits = Vec::with_capacity(64);
-    for record in page.records.iter() {
+    for record in body.records.iter() {
         head(&mut out, MAJOR_MAP, 4 + u64::from(record.encrypted()));
         text(&mut out, "SequenceNumber");
         digits.clear();
@@ -52,13 +62,13 @@ pub fn encode_page(page: &GetRecordsPage) -> Bytes {
             text(&mut out, "KMS");
         }
     }
-    if let Some(iterator) = &page.next_shard_iterator {
-        text(&mut out, "NextShardIterator");
-        text(&mut out, iterator);
+    if let Some(position) = body.position {
+        text(&mut out, body.position_member);
+        text(&mut out, position);
     }
     text(&mut out, "MillisBehindLatest");
-    integer(&mut out, page.millis_behind_latest);
-    if let Some(children) = &page.child_shards {
+    integer(&mut out, body.millis_behind_latest);
+    if let Some(children) = body.child_shards {
         // Rare (a closed shard's last page) and nested: the generic encoder's own bytes.
         text(&mut out, "ChildShards");
         out.extend_from_slice(&millstream_aws_protocol::encode(Protocol::Cbor, children));
@@ -185,8 +195,17 @@ mod tests {
             children in any::<bool>(),
         ) {
             let page = page(records, iterator, behind, children);
+            let event = ShardEventPage {
+                records: page.records.clone(),
+                continuation_sequence_number: page.next_shard_iterator.clone(),
+                millis_behind_latest: behind,
+                child_shards: page.child_shards.clone(),
+            };
             let direct = encode_page(&page);
             prop_assert_eq!(&direct[..], &generic(&page.into_output())[..]);
+            let direct = encode_event(&event);
+            let generic_event = millstream_aws_protocol::encode(Protocol::Cbor, &event.into_event());
+            prop_assert_eq!(&direct[..], &generic_event[..]);
         }
     }
 

@@ -28,7 +28,7 @@ use serde::Serialize;
 use millstream_streams::{PageRecord, PageRecords, partition_key_text};
 
 use crate::convert;
-use crate::model::{ChildShard, GetRecordsOutput, Record};
+use crate::model::{ChildShard, GetRecordsOutput, Record, SubscribeToShardEvent};
 
 /// GetRecords' result before it is encoded: JSON is written straight from the stored
 /// records (`encode_page`), CBOR goes through the model (`into_output`).
@@ -53,6 +53,68 @@ impl GetRecordsPage {
             next_shard_iterator: self.next_shard_iterator,
             millis_behind_latest: Some(self.millis_behind_latest),
             child_shards: self.child_shards,
+        }
+    }
+}
+
+/// A SubscribeToShardEvent before it is encoded: records as stored, like `GetRecordsPage`,
+/// and written the same way (`encode_event`, `records_cbor::encode_event`).
+#[derive(Debug, Clone)]
+pub struct ShardEventPage {
+    pub records: PageRecords,
+    pub continuation_sequence_number: Option<String>,
+    pub millis_behind_latest: i64,
+    pub child_shards: Option<Vec<ChildShard>>,
+}
+
+impl ShardEventPage {
+    pub fn into_event(self) -> SubscribeToShardEvent {
+        SubscribeToShardEvent {
+            records: Some(
+                self.records
+                    .into_outs()
+                    .into_iter()
+                    .map(convert::record)
+                    .collect(),
+            ),
+            continuation_sequence_number: self.continuation_sequence_number,
+            millis_behind_latest: Some(self.millis_behind_latest),
+            child_shards: self.child_shards,
+        }
+    }
+}
+
+/// What GetRecords' output and a SubscribeToShardEvent have in common, in member order:
+/// `Records`, one optional string naming where to go on (`position_member`),
+/// `MillisBehindLatest`, optional `ChildShards`.
+pub(crate) struct RecordsBody<'a> {
+    pub records: &'a PageRecords,
+    pub position_member: &'static str,
+    pub position: &'a Option<String>,
+    pub millis_behind_latest: i64,
+    pub child_shards: &'a Option<Vec<ChildShard>>,
+}
+
+impl GetRecordsPage {
+    pub(crate) fn body(&self) -> RecordsBody<'_> {
+        RecordsBody {
+            records: &self.records,
+            position_member: "NextShardIterator",
+            position: &self.next_shard_iterator,
+            millis_behind_latest: self.millis_behind_latest,
+            child_shards: &self.child_shards,
+        }
+    }
+}
+
+impl ShardEventPage {
+    pub(crate) fn body(&self) -> RecordsBody<'_> {
+        RecordsBody {
+            records: &self.records,
+            position_member: "ContinuationSequenceNumber",
+            position: &self.continuation_sequence_number,
+            millis_behind_latest: self.millis_behind_latest,
+            child_shards: &self.child_shards,
         }
     }
 }
@@ -158,26 +220,37 @@ pub fn encode_get_records(output: &GetRecordsOutput) -> Bytes {
 /// The body `serde_json::to_vec(&page.into_output())` would make, byte for byte, without a
 /// `String` per sequence number and partition key in between.
 pub fn encode_page(page: &GetRecordsPage) -> Bytes {
-    let mut out = BUFFERS.take(page_capacity(page));
+    encode_body(&page.body())
+}
+
+/// The payload `serde_json::to_vec(&event.into_event())` would make, byte for byte.
+pub fn encode_event(event: &ShardEventPage) -> Bytes {
+    encode_body(&event.body())
+}
+
+fn encode_body(body: &RecordsBody<'_>) -> Bytes {
+    let mut out = BUFFERS.take(body_capacity_of(body));
     let mut object = ObjectWriter::open(&mut out);
     object.key("Records");
     object.out.push(b'[');
-    for (index, record) in page.records.iter().enumerate() {
+    for (index, record) in body.records.iter().enumerate() {
         if index > 0 {
             object.out.push(b',');
         }
         write_page_record(object.out, record);
     }
     object.out.push(b']');
-    object.string_field("NextShardIterator", &page.next_shard_iterator);
-    object.value_field("MillisBehindLatest", &Some(page.millis_behind_latest));
-    object.value_field("ChildShards", &page.child_shards);
+    object.string_field(body.position_member, body.position);
+    object.value_field("MillisBehindLatest", &Some(body.millis_behind_latest));
+    object.value_field("ChildShards", body.child_shards);
     object.close();
     PooledBody::into_bytes(out, &BUFFERS)
 }
 
-pub(crate) fn page_capacity(page: &GetRecordsPage) -> usize {
-    let records: usize = page
+/// Enough for the JSON of `body` without child shards (and, base64 being the larger
+/// encoding of data, for its CBOR too).
+pub(crate) fn body_capacity_of(body: &RecordsBody<'_>) -> usize {
+    let records: usize = body
         .records
         .iter()
         .map(|record| {
@@ -187,7 +260,7 @@ pub(crate) fn page_capacity(page: &GetRecordsPage) -> usize {
                 + record.partition_key().len()
         })
         .sum();
-    BODY_OVERHEAD + records + page.next_shard_iterator.as_ref().map_or(0, String::len)
+    BODY_OVERHEAD + records + body.position.as_ref().map_or(0, String::len)
 }
 
 /// Digits of our sequence numbers (186-bit values with a top nibble of 2).
@@ -557,8 +630,19 @@ mod tests {
                 millis_behind_latest: behind,
                 child_shards: children.then(child_shards),
             };
+            // The same records as a SubscribeToShardEvent, the iterator's place taken by
+            // a continuation sequence number.
+            let event = ShardEventPage {
+                records: page.records.clone(),
+                continuation_sequence_number: page.next_shard_iterator.clone(),
+                millis_behind_latest: behind,
+                child_shards: page.child_shards.clone(),
+            };
             let fast = encode_page(&page);
             prop_assert_eq!(&fast[..], &serde_body(&page.into_output())[..]);
+            let fast = encode_event(&event);
+            let serde = serde_json::to_vec(&event.into_event()).expect("serialisable");
+            prop_assert_eq!(&fast[..], &serde[..]);
         }
     }
 
@@ -582,7 +666,10 @@ mod tests {
             child_shards: None,
         };
         let body = encode_page(&page);
-        assert!(body.len() <= page_capacity(&page), "no reallocation needed");
+        assert!(
+            body.len() <= body_capacity_of(&page.body()),
+            "no reallocation needed"
+        );
         assert_eq!(body, serde_body(&page.into_output()));
     }
 

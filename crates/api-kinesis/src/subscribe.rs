@@ -8,13 +8,21 @@ use millstream_aws_protocol::event_stream;
 use millstream_aws_protocol::{Protocol, Validate, decode};
 use millstream_streams::{IteratorType, StartingPosition, Streams, SubscriptionItem};
 
-use crate::model::{SubscribeToShardEvent, SubscribeToShardInput};
-use crate::{KinesisError, convert};
+use crate::model::SubscribeToShardInput;
+use crate::records_json::ShardEventPage;
+use crate::{KinesisError, convert, records_cbor, records_json};
 
 /// The frames of one SubscribeToShard response, initial response first.
 pub type EventFrames = BoxStream<'static, Bytes>;
 
 const EVENT_TYPE: &str = "SubscribeToShardEvent";
+
+struct EventMetrics {
+    records: metrics::Counter,
+    bytes: metrics::Counter,
+    events: metrics::Counter,
+    millis_behind: metrics::Gauge,
+}
 
 pub(crate) async fn subscribe_to_shard(
     streams: &Streams,
@@ -48,22 +56,26 @@ pub(crate) async fn subscribe_to_shard(
         .await?;
     metrics::counter!("kinesis_subscribe_to_shard_success_total", "stream" => stream.clone())
         .increment(1);
-    let events = futures::stream::unfold(subscription, move |mut subscription| {
-        let stream = stream.clone();
-        async move {
+    // Handles looked up once per subscription, not once per event.
+    let metrics = EventMetrics {
+        records: metrics::counter!("kinesis_subscribe_to_shard_event_records_total", "stream" => stream.clone()),
+        bytes: metrics::counter!("kinesis_subscribe_to_shard_event_bytes_total", "stream" => stream.clone()),
+        events: metrics::counter!("kinesis_subscribe_to_shard_event_success_total", "stream" => stream.clone()),
+        millis_behind: metrics::gauge!("kinesis_subscribe_to_shard_event_millis_behind_latest", "stream" => stream),
+    };
+    let events = futures::stream::unfold(
+        (subscription, metrics),
+        move |(mut subscription, metrics)| async move {
             let frame = match subscription.next().await? {
                 SubscriptionItem::Event(event) => {
-                    let bytes: u64 = event.records.iter().map(|r| r.data.len() as u64).sum();
-                    metrics::counter!("kinesis_subscribe_to_shard_event_records_total", "stream" => stream.clone())
-                    .increment(event.records.len() as u64);
-                    metrics::counter!("kinesis_subscribe_to_shard_event_bytes_total", "stream" => stream.clone()).increment(bytes);
-                    metrics::counter!("kinesis_subscribe_to_shard_event_success_total", "stream" => stream.clone()).increment(1);
-                    metrics::gauge!("kinesis_subscribe_to_shard_event_millis_behind_latest", "stream" => stream)
-                    .set(event.millis_behind_latest as f64);
-                    let shape = SubscribeToShardEvent {
-                        records: Some(event.records.into_iter().map(convert::record).collect()),
+                    metrics.records.increment(event.records.len() as u64);
+                    metrics.bytes.increment(event.records.data_bytes());
+                    metrics.events.increment(1);
+                    metrics.millis_behind.set(event.millis_behind_latest as f64);
+                    let page = ShardEventPage {
+                        records: event.records,
                         continuation_sequence_number: event.continuation_sequence_number,
-                        millis_behind_latest: Some(event.millis_behind_latest as i64),
+                        millis_behind_latest: event.millis_behind_latest as i64,
                         child_shards: (!event.child_shards.is_empty()).then(|| {
                             event
                                 .child_shards
@@ -72,15 +84,19 @@ pub(crate) async fn subscribe_to_shard(
                                 .collect()
                         }),
                     };
-                    event_stream::event(protocol, EVENT_TYPE, &shape)
+                    let payload = match protocol {
+                        Protocol::Json => records_json::encode_event(&page),
+                        Protocol::Cbor => records_cbor::encode_event(&page),
+                    };
+                    event_stream::encoded_event(protocol, EVENT_TYPE, payload)
                 }
                 SubscriptionItem::Exception { code, message } => {
                     event_stream::exception(protocol, code, &message)
                 }
             };
-            Some((frame, subscription))
-        }
-    });
+            Some((frame, (subscription, metrics)))
+        },
+    );
     Ok(
         futures::stream::once(async move { event_stream::initial_response(protocol) })
             .chain(events)

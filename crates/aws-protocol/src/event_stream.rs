@@ -60,13 +60,18 @@ pub fn initial_response(protocol: Protocol) -> Bytes {
 
 /// One event named `event_type` with `payload` serialized in `protocol`.
 pub fn event<T: Serialize>(protocol: Protocol, event_type: &'static str, payload: &T) -> Bytes {
+    encoded_event(protocol, event_type, encode(protocol, payload))
+}
+
+/// One event named `event_type` whose payload is already encoded in `protocol`.
+pub fn encoded_event(protocol: Protocol, event_type: &'static str, payload: Bytes) -> Bytes {
     frame(
         vec![
             Header::new(MESSAGE_TYPE, string("event")),
             Header::new(EVENT_TYPE, string(event_type)),
             Header::new(CONTENT_TYPE, string(payload_content_type(protocol))),
         ],
-        encode(protocol, payload),
+        payload,
     )
 }
 

@@ -725,10 +725,6 @@ impl Streams {
     }
 }
 
-pub(crate) fn record_out(shard: &ShardMeta, record: StoredRecord) -> RecordOut {
-    to_record_out(shard.created_ms, shard.index, record)
-}
-
 fn to_record_out(shard_created_ms: u64, shard_index: u32, record: StoredRecord) -> RecordOut {
     RecordOut {
         sequence_number: sequence_parts(shard_created_ms, shard_index, &record).encode(),

@@ -21,7 +21,7 @@ use millstream_types::{SequenceParts, ShardId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::data::{ChildShardOut, RecordOut, child_shards, record_out};
+use crate::data::{ChildShardOut, PageRecords, child_shards};
 use crate::meta::ShardMeta;
 use crate::{IteratorType, Result, StreamRef, StreamView, Streams, StreamsError, now_ms};
 
@@ -42,7 +42,8 @@ pub struct StartingPosition {
 /// One SubscribeToShardEvent.
 #[derive(Debug, Clone)]
 pub struct PushedEvent {
-    pub records: Vec<RecordOut>,
+    /// As stored: the encoder writes each sequence number and key straight into the event.
+    pub records: PageRecords,
     /// Absent only on the final event of a closed shard.
     pub continuation_sequence_number: Option<String>,
     pub millis_behind_latest: u64,
@@ -289,7 +290,7 @@ impl Subscription {
                         // Idle for a heartbeat: an empty event lets the client checkpoint and
                         // shows the connection is alive (the KCL times out silent ones).
                         return Some(SubscriptionItem::Event(PushedEvent {
-                            records: Vec::new(),
+                            records: self.no_records(),
                             continuation_sequence_number: Some(self.continuation()),
                             millis_behind_latest: 0,
                             child_shards: Vec::new(),
@@ -298,6 +299,10 @@ impl Subscription {
                 }
             }
         }
+    }
+
+    fn no_records(&self) -> PageRecords {
+        PageRecords::new(self.shard.created_ms, self.shard.index, Vec::new())
     }
 
     /// Records from the current position, or the end-of-shard event, or `None` when caught up.
@@ -315,11 +320,14 @@ impl Subscription {
             self.position = last.sequence + 1;
             self.last_arrival_ms = last.arrival_ms;
             let cutoff = now_ms().saturating_sub(self.view.retention_ms());
-            let records: Vec<RecordOut> = stored
-                .into_iter()
-                .filter(|r| r.arrival_ms >= cutoff)
-                .map(|r| record_out(&self.shard, r))
-                .collect();
+            let records = PageRecords::new(
+                self.shard.created_ms,
+                self.shard.index,
+                stored
+                    .into_iter()
+                    .filter(|r| r.arrival_ms >= cutoff)
+                    .collect(),
+            );
             let tail = store.tail(self.shard.log_id)?;
             let millis_behind_latest = if self.position >= tail.next_sequence {
                 0
@@ -344,7 +352,7 @@ impl Subscription {
                 .describe(&StreamRef::name(self.view.meta.name.clone()))
                 .unwrap_or_else(|_| self.view.clone());
             return Ok(Some(PushedEvent {
-                records: Vec::new(),
+                records: self.no_records(),
                 continuation_sequence_number: None,
                 millis_behind_latest: 0,
                 child_shards: child_shards(&view, self.shard.index),
