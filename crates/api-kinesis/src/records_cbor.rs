@@ -10,7 +10,7 @@ use millstream_aws_protocol::Protocol;
 use millstream_streams::partition_key_text;
 
 use crate::records_json::{
-    BUFFERS, GetRecordsPage, PooledBody, RecordsBody, ShardEventPage, body_capacity_of,
+    BUFFERS, GetRecordsPage, PooledBody, RecordsBody, SEQUENCE_NUMBER_LEN, ShardEventPage,
 };
 
 const MAJOR_UNSIGNED: u8 = 0;
@@ -32,8 +32,29 @@ pub fn encode_event(event: &ShardEventPage) -> Bytes {
     encode_body(&event.body())
 }
 
+/// Bytes of one record's CBOR besides its data, sequence digits and partition key: member
+/// names and heads, the tagged timestamp, an encryption type; rounded up.
+const RECORD_OVERHEAD: usize = 128;
+/// Bytes of the body besides its records and position, without child shards.
+const BODY_OVERHEAD: usize = 128;
+
+/// Enough for the CBOR of `body` without child shards, data being raw bytes here.
+fn capacity(body: &RecordsBody<'_>) -> usize {
+    let records: usize = body
+        .records
+        .iter()
+        .map(|record| {
+            RECORD_OVERHEAD
+                + SEQUENCE_NUMBER_LEN
+                + record.data().len()
+                + record.partition_key().len()
+        })
+        .sum();
+    BODY_OVERHEAD + records + body.position.as_ref().map_or(0, String::len)
+}
+
 fn encode_body(body: &RecordsBody<'_>) -> Bytes {
-    let mut out = BUFFERS.take(body_capacity_of(body));
+    let mut out = BUFFERS.take(capacity(body));
     let members =
         2 + usize::from(body.position.is_some()) + usize::from(body.child_shards.is_some());
     head(&mut out, MAJOR_MAP, members as u64);
@@ -223,6 +244,15 @@ mod tests {
             })
             .collect();
         let page = page(records, Some("A".repeat(300)), 86_400_000, false);
-        assert_eq!(encode_page(&page), generic(&page.into_output()));
+        let direct = encode_page(&page);
+        assert!(
+            direct.len() <= capacity(&page.body()),
+            "no reallocation needed"
+        );
+        assert!(
+            capacity(&page.body()) < direct.len() + 40 * 200,
+            "and not much more"
+        );
+        assert_eq!(direct, generic(&page.into_output()));
     }
 }

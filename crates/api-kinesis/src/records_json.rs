@@ -1,20 +1,19 @@
-//! GetRecords' awsJson1.1 body, written by hand.
+//! GetRecords' awsJson1.1 body and SubscribeToShard's event payload, written by hand from
+//! the records as stored.
 //!
-//! Why not serde_json: it writes every string through its escape scan, and a record's
-//! `Data` is base64, which never needs escaping. On a 1 KiB read-back that scan was 27 % of
-//! the server's CPU, the intermediate base64 `String` per record another copy, and the
-//! doubling growth of the output buffer a multi-megabyte reallocation per page
-//! (BENCHMARKS.md, "What bounds the misses"). Here `Data` is base64-encoded straight into an
-//! output buffer sized up front, and strings with nothing to escape (sequence numbers,
-//! nearly every partition key) are copied as they are; any other string, timestamps,
-//! numbers and child shards go through serde_json, so escaping and number formatting are
-//! serde_json's own. The output is byte-for-byte what `serde_json::to_vec` makes of the
-//! same `GetRecordsOutput` (pinned by the tests below).
-//!
-//! The server's JSON path (`encode_page`) starts one step earlier, from the records as
-//! stored: each sequence number is written as digits straight into the output and each
-//! partition key copied from the stored bytes, where building the model first made, moved
-//! and freed two `String`s per record (~15 % of the read-back CPU after the changes above).
+//! Why not serde_json over the model: it writes every string through its escape scan, and a
+//! record's `Data` is base64, which never needs escaping. On a 1 KiB read-back that scan was
+//! 27 % of the server's CPU, the intermediate base64 `String` per record another copy, and
+//! the doubling growth of the output buffer a multi-megabyte reallocation per page
+//! (BENCHMARKS.md, "What bounds the misses"); building the model's two `String`s per record
+//! (sequence number, partition key) and freeing them was another ~15 % after that. Here
+//! `Data` is base64-encoded straight into an output buffer sized up front, each sequence
+//! number is written as digits straight into it, and strings with nothing to escape
+//! (sequence numbers, nearly every partition key) are copied as they are; any other string,
+//! timestamps, numbers and child shards go through serde_json, so escaping and number
+//! formatting are serde_json's own. The output is byte for byte what `serde_json::to_vec`
+//! makes of the model output of the same records (`into_output`, `into_event`; pinned by
+//! the tests below).
 //!
 //! Output buffers are reused (`BufferPool`): a fresh 14 MB page buffer is fresh memory the
 //! kernel zero-fills one 4 KiB fault at a time, and those faults were a sixth of the
@@ -28,7 +27,7 @@ use serde::Serialize;
 use millstream_streams::{PageRecord, PageRecords, partition_key_text};
 
 use crate::convert;
-use crate::model::{ChildShard, GetRecordsOutput, Record, SubscribeToShardEvent};
+use crate::model::{ChildShard, GetRecordsOutput, SubscribeToShardEvent};
 
 /// GetRecords' result before it is encoded: JSON is written straight from the stored
 /// records (`encode_page`), CBOR goes through the model (`into_output`).
@@ -195,28 +194,6 @@ impl Drop for PooledBody {
     }
 }
 
-pub fn encode_get_records(output: &GetRecordsOutput) -> Bytes {
-    let records = output.records.as_deref();
-    let mut out = BUFFERS.take(body_capacity(output));
-    let mut object = ObjectWriter::open(&mut out);
-    if let Some(records) = records {
-        object.key("Records");
-        object.out.push(b'[');
-        for (index, record) in records.iter().enumerate() {
-            if index > 0 {
-                object.out.push(b',');
-            }
-            write_record(object.out, record);
-        }
-        object.out.push(b']');
-    }
-    object.string_field("NextShardIterator", &output.next_shard_iterator);
-    object.value_field("MillisBehindLatest", &output.millis_behind_latest);
-    object.value_field("ChildShards", &output.child_shards);
-    object.close();
-    PooledBody::into_bytes(out, &BUFFERS)
-}
-
 /// The body `serde_json::to_vec(&page.into_output())` would make, byte for byte, without a
 /// `String` per sequence number and partition key in between.
 pub fn encode_page(page: &GetRecordsPage) -> Bytes {
@@ -247,8 +224,7 @@ fn encode_body(body: &RecordsBody<'_>) -> Bytes {
     PooledBody::into_bytes(out, &BUFFERS)
 }
 
-/// Enough for the JSON of `body` without child shards (and, base64 being the larger
-/// encoding of data, for its CBOR too).
+/// Enough for the JSON of `body` without child shards.
 pub(crate) fn body_capacity_of(body: &RecordsBody<'_>) -> usize {
     let records: usize = body
         .records
@@ -264,7 +240,7 @@ pub(crate) fn body_capacity_of(body: &RecordsBody<'_>) -> usize {
 }
 
 /// Digits of our sequence numbers (186-bit values with a top nibble of 2).
-const SEQUENCE_NUMBER_LEN: usize = 56;
+pub(crate) const SEQUENCE_NUMBER_LEN: usize = 56;
 
 /// What `write_record` writes for `convert::record` of the same record.
 fn write_page_record(out: &mut Vec<u8>, record: PageRecord<'_>) {
@@ -289,42 +265,8 @@ fn write_page_record(out: &mut Vec<u8>, record: PageRecord<'_>) {
     object.close();
 }
 
-fn body_capacity(output: &GetRecordsOutput) -> usize {
-    let records: usize = output
-        .records
-        .iter()
-        .flatten()
-        .map(|record| {
-            RECORD_OVERHEAD
-                + record
-                    .data
-                    .as_ref()
-                    .map_or(0, |data| base64_len(data.len()))
-                + record.sequence_number.as_ref().map_or(0, String::len)
-                + record.partition_key.as_ref().map_or(0, String::len)
-        })
-        .sum();
-    BODY_OVERHEAD + records + output.next_shard_iterator.as_ref().map_or(0, String::len)
-}
-
 fn base64_len(bytes: usize) -> usize {
     bytes.div_ceil(3) * 4
-}
-
-fn write_record(out: &mut Vec<u8>, record: &Record) {
-    let mut object = ObjectWriter::open(out);
-    object.string_field("SequenceNumber", &record.sequence_number);
-    object.value_field(
-        "ApproximateArrivalTimestamp",
-        &record.approximate_arrival_timestamp,
-    );
-    if let Some(data) = &record.data {
-        object.key("Data");
-        write_base64_string(object.out, &data.0);
-    }
-    object.string_field("PartitionKey", &record.partition_key);
-    object.string_field("EncryptionType", &record.encryption_type);
-    object.close();
 }
 
 /// `"<base64>"`, encoded straight into `out`'s spare capacity (SIMD, no zero-fill first).
@@ -437,125 +379,39 @@ pub(crate) mod test_pages {
 
 #[cfg(test)]
 mod tests {
-    use millstream_aws_protocol::{Blob, Timestamp};
     use proptest::prelude::*;
 
     use super::*;
-    use crate::model::HashKeyRange;
     use test_pages::{child_shards, stored_page};
 
     fn serde_body(output: &GetRecordsOutput) -> Vec<u8> {
         serde_json::to_vec(output).expect("serialisable")
     }
 
-    fn record(data: &[u8], partition_key: &str) -> Record {
-        Record {
-            sequence_number: Some(
-                "49590338271490256608559692538361571095921575989136588898".into(),
-            ),
-            approximate_arrival_timestamp: Some(Timestamp::from_millis(1_764_150_000_749)),
-            data: Some(Blob::from(data.to_vec())),
-            partition_key: Some(partition_key.into()),
-            encryption_type: None,
-        }
-    }
-
     #[test]
-    fn empty_page_matches_serde() {
-        let output = GetRecordsOutput {
-            records: Some(Vec::new()),
+    fn an_empty_page_and_a_heartbeat_event_read_as_aws_writes_them() {
+        let page = GetRecordsPage {
+            records: stored_page(1_764_000_000_000, 0, Vec::new()),
             next_shard_iterator: Some("AAAA+/=".into()),
-            millis_behind_latest: Some(0),
+            millis_behind_latest: 0,
             child_shards: None,
         };
-        assert_eq!(encode_get_records(&output), serde_body(&output));
         assert_eq!(
-            &encode_get_records(&output)[..],
+            &encode_page(&page)[..],
             br#"{"Records":[],"NextShardIterator":"AAAA+/=","MillisBehindLatest":0}"#
         );
-    }
-
-    #[test]
-    fn closed_shard_page_with_child_shards_matches_serde() {
-        let output = GetRecordsOutput {
-            records: Some(vec![
-                record(b"", "k"),
-                record(&[0xff; 1024], "\u{1}\"\\/é🦀"),
-            ]),
-            next_shard_iterator: None,
-            millis_behind_latest: Some(1234),
-            child_shards: Some(vec![ChildShard {
-                shard_id: Some("shardId-000000000002".into()),
-                parent_shards: Some(vec!["shardId-000000000000".into()]),
-                hash_key_range: Some(HashKeyRange {
-                    starting_hash_key: Some("0".into()),
-                    ending_hash_key: Some("340282366920938463463374607431768211455".into()),
-                }),
-            }]),
-        };
-        assert_eq!(encode_get_records(&output), serde_body(&output));
-    }
-
-    #[test]
-    fn absent_members_are_left_out_like_serde() {
-        let bare = Record {
-            sequence_number: None,
-            approximate_arrival_timestamp: None,
-            data: None,
-            partition_key: None,
-            encryption_type: Some("KMS".into()),
-        };
-        let output = GetRecordsOutput {
-            records: Some(vec![bare]),
-            next_shard_iterator: None,
-            millis_behind_latest: None,
-            child_shards: None,
-        };
-        assert_eq!(encode_get_records(&output), serde_body(&output));
-        let nothing = GetRecordsOutput {
-            records: None,
-            next_shard_iterator: None,
-            millis_behind_latest: None,
-            child_shards: None,
-        };
-        assert_eq!(&encode_get_records(&nothing)[..], b"{}");
-    }
-
-    proptest! {
-        #[test]
-        fn any_page_matches_serde(
-            records in proptest::collection::vec(
-                (
-                    proptest::collection::vec(any::<u8>(), 0..300),
-                    "\\PC{0,40}|[\\x00-\\x1f\"\\\\]{0,8}",
-                    any::<u64>(),
-                    0i64..4_102_444_800_000,
-                    any::<bool>(),
-                ),
-                0..20,
+        let event = ShardEventPage {
+            records: page.records,
+            continuation_sequence_number: Some(
+                "49590338271490256608559692538361571095921575989136588898".into(),
             ),
-            iterator in proptest::option::of("[A-Za-z0-9+/=]{0,80}"),
-            behind in proptest::option::of(any::<i64>()),
-        ) {
-            let records = records
-                .into_iter()
-                .map(|(data, key, sequence, millis, encrypted)| Record {
-                    sequence_number: Some(sequence.to_string()),
-                    approximate_arrival_timestamp: Some(Timestamp::from_millis(millis)),
-                    data: Some(Blob::from(data)),
-                    partition_key: Some(key),
-                    encryption_type: encrypted.then(|| "KMS".to_string()),
-                })
-                .collect();
-            let output = GetRecordsOutput {
-                records: Some(records),
-                next_shard_iterator: iterator,
-                millis_behind_latest: behind,
-                child_shards: None,
-            };
-            let fast = encode_get_records(&output);
-            prop_assert_eq!(&fast[..], &serde_body(&output)[..]);
-        }
+            millis_behind_latest: 12,
+            child_shards: None,
+        };
+        assert_eq!(
+            &encode_event(&event)[..],
+            &br#"{"Records":[],"ContinuationSequenceNumber":"49590338271490256608559692538361571095921575989136588898","MillisBehindLatest":12}"#[..]
+        );
     }
 
     #[test]
@@ -671,24 +527,5 @@ mod tests {
             "no reallocation needed"
         );
         assert_eq!(body, serde_body(&page.into_output()));
-    }
-
-    #[test]
-    fn capacity_is_enough_for_a_full_page_of_large_records() {
-        let records: Vec<Record> = (0..10)
-            .map(|i| record(&vec![i as u8; 1 << 20], &"k".repeat(256)))
-            .collect();
-        let output = GetRecordsOutput {
-            records: Some(records),
-            next_shard_iterator: Some("A".repeat(300)),
-            millis_behind_latest: Some(0),
-            child_shards: None,
-        };
-        let body = encode_get_records(&output);
-        assert!(
-            body.len() <= body_capacity(&output),
-            "no reallocation needed"
-        );
-        assert_eq!(body, serde_body(&output));
     }
 }
