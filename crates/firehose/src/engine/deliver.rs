@@ -159,8 +159,8 @@ impl S3Out {
             let compressed = match compression {
                 Compression::Uncompressed => body,
                 // About 31 us of CPU per incompressible KiB at GZIP level 6 (BENCHMARKS.md,
-                // "Firehose"), ~0.15 s for a 5 MiB batch: off the async workers, which serve
-                // requests meanwhile.
+                // "Firehose"), ~0.15 s for a 5 MiB batch (spread over the CPUs in 1 MiB
+                // pieces): off the async workers, which serve requests meanwhile.
                 _ => Bytes::from(
                     tokio::task::block_in_place(|| compression.compress(&body, id)).map_err(
                         |err| WriteFailure {
