@@ -9,9 +9,7 @@ use bytes::Bytes;
 use millstream_aws_protocol::Protocol;
 use millstream_streams::partition_key_text;
 
-use crate::records_json::{
-    BUFFERS, GetRecordsPage, PooledBody, RecordsBody, SEQUENCE_NUMBER_LEN, ShardEventPage,
-};
+use crate::records_json::{BUFFERS, GetRecordsPage, PooledBody, RecordsBody, ShardEventPage};
 
 const MAJOR_UNSIGNED: u8 = 0;
 const MAJOR_NEGATIVE: u8 = 1;
@@ -40,17 +38,7 @@ const BODY_OVERHEAD: usize = 128;
 
 /// Enough for the CBOR of `body` without child shards, data being raw bytes here.
 fn capacity(body: &RecordsBody<'_>) -> usize {
-    let records: usize = body
-        .records
-        .iter()
-        .map(|record| {
-            RECORD_OVERHEAD
-                + SEQUENCE_NUMBER_LEN
-                + record.data().len()
-                + record.partition_key().len()
-        })
-        .sum();
-    BODY_OVERHEAD + records + body.position.as_ref().map_or(0, String::len)
+    body.capacity(RECORD_OVERHEAD, BODY_OVERHEAD, |len| len)
 }
 
 fn encode_body(body: &RecordsBody<'_>) -> Bytes {

@@ -27,10 +27,11 @@ use serde::Serialize;
 use millstream_streams::{PageRecord, PageRecords, partition_key_text};
 
 use crate::convert;
-use crate::model::{ChildShard, GetRecordsOutput, SubscribeToShardEvent};
+use crate::model::{ChildShard, GetRecordsOutput, Record, SubscribeToShardEvent};
 
-/// GetRecords' result before it is encoded: JSON is written straight from the stored
-/// records (`encode_page`), CBOR goes through the model (`into_output`).
+/// GetRecords' result before it is encoded, the records as stored: the server writes it
+/// straight (`encode_page`, `records_cbor::encode_page`); `into_output` is the model shape
+/// those encoders are pinned to.
 #[derive(Debug, Clone)]
 pub struct GetRecordsPage {
     pub records: PageRecords,
@@ -42,13 +43,7 @@ pub struct GetRecordsPage {
 impl GetRecordsPage {
     pub fn into_output(self) -> GetRecordsOutput {
         GetRecordsOutput {
-            records: Some(
-                self.records
-                    .into_outs()
-                    .into_iter()
-                    .map(convert::record)
-                    .collect(),
-            ),
+            records: Some(model_records(self.records)),
             next_shard_iterator: self.next_shard_iterator,
             millis_behind_latest: Some(self.millis_behind_latest),
             child_shards: self.child_shards,
@@ -69,18 +64,20 @@ pub struct ShardEventPage {
 impl ShardEventPage {
     pub fn into_event(self) -> SubscribeToShardEvent {
         SubscribeToShardEvent {
-            records: Some(
-                self.records
-                    .into_outs()
-                    .into_iter()
-                    .map(convert::record)
-                    .collect(),
-            ),
+            records: Some(model_records(self.records)),
             continuation_sequence_number: self.continuation_sequence_number,
             millis_behind_latest: Some(self.millis_behind_latest),
             child_shards: self.child_shards,
         }
     }
+}
+
+fn model_records(records: PageRecords) -> Vec<Record> {
+    records
+        .into_outs()
+        .into_iter()
+        .map(convert::record)
+        .collect()
 }
 
 /// What GetRecords' output and a SubscribeToShardEvent have in common, in member order:
@@ -226,21 +223,34 @@ fn encode_body(body: &RecordsBody<'_>) -> Bytes {
 
 /// Enough for the JSON of `body` without child shards.
 pub(crate) fn body_capacity_of(body: &RecordsBody<'_>) -> usize {
-    let records: usize = body
-        .records
-        .iter()
-        .map(|record| {
-            RECORD_OVERHEAD
-                + SEQUENCE_NUMBER_LEN
-                + base64_len(record.data().len())
-                + record.partition_key().len()
-        })
-        .sum();
-    BODY_OVERHEAD + records + body.position.as_ref().map_or(0, String::len)
+    body.capacity(RECORD_OVERHEAD, BODY_OVERHEAD, base64_len)
+}
+
+impl RecordsBody<'_> {
+    /// Output bytes for these records when each costs `record_overhead` besides its data
+    /// (`data_len` of it once encoded), sequence digits and partition key.
+    pub(crate) fn capacity(
+        &self,
+        record_overhead: usize,
+        body_overhead: usize,
+        data_len: impl Fn(usize) -> usize,
+    ) -> usize {
+        let records: usize = self
+            .records
+            .iter()
+            .map(|record| {
+                record_overhead
+                    + SEQUENCE_NUMBER_LEN
+                    + data_len(record.data().len())
+                    + record.partition_key().len()
+            })
+            .sum();
+        body_overhead + records + self.position.as_ref().map_or(0, String::len)
+    }
 }
 
 /// Digits of our sequence numbers (186-bit values with a top nibble of 2).
-pub(crate) const SEQUENCE_NUMBER_LEN: usize = 56;
+const SEQUENCE_NUMBER_LEN: usize = 56;
 
 /// What `write_record` writes for `convert::record` of the same record.
 fn write_page_record(out: &mut Vec<u8>, record: PageRecord<'_>) {
