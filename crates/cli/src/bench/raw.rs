@@ -124,6 +124,12 @@ impl Producer {
             Some(sender) if !sender.is_closed() => sender,
             _ => self.connection.insert(connect(endpoint).await?),
         };
+        // The previous response was read to its end, but the connection task may not have
+        // taken that in yet: wait for it rather than fail the request.
+        if sender.ready().await.is_err() {
+            self.connection = None;
+            return Err("connection".to_owned());
+        }
         let response = match sender.send_request(request).await {
             Ok(response) => response,
             Err(_) => {
