@@ -676,6 +676,91 @@ async fn acknowledged_records_survive_sigkill_without_duplicate_objects() {
     );
 }
 
+/// Records that waited in the log longer than the buffer interval (here: across a crash)
+/// are a backlog: read 500 at a time, they must fill buffers to the size hint, not leave as
+/// one small object per read step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_older_than_the_interval_fills_buffers_instead_of_many_small_objects() {
+    let mut server = TestServer::start();
+    let client = firehose_client(&server.endpoint);
+    client
+        .create_delivery_stream()
+        .delivery_stream_name("backlog")
+        .extended_s3_destination_configuration(
+            s3_config("late")
+                .buffering_hints(
+                    BufferingHints::builder()
+                        .size_in_mbs(5)
+                        .interval_in_seconds(3)
+                        .build(),
+                )
+                .processing_configuration(
+                    ProcessingConfiguration::builder()
+                        .enabled(true)
+                        .processors(newline_processor())
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let filler = "x".repeat(900);
+    let started = Instant::now();
+    for batch in 0..6 {
+        let records: Vec<Record> = (0..500)
+            .map(|i| {
+                let line = format!("{{\"r\":{},\"pad\":\"{filler}\"}}", batch * 500 + i);
+                Record::builder().data(Blob::new(line)).build().unwrap()
+            })
+            .collect();
+        let put = client
+            .put_record_batch()
+            .delivery_stream_name("backlog")
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.failed_put_count(), 0);
+    }
+    // 2.7 MB is under the 5 MiB hint and the interval has not passed: all still buffered.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "puts were too slow"
+    );
+    server.kill();
+    assert!(embedded_objects(&server.data_dir, "late").is_empty());
+    std::thread::sleep(Duration::from_secs(4));
+    server.crash_and_restart();
+    let objects = eventually(Duration::from_secs(30), "the backlog delivered", || {
+        let objects = embedded_objects(&server.data_dir, "late");
+        let lines: usize = objects
+            .values()
+            .map(|b| b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count())
+            .sum();
+        (lines >= 3_000).then_some(objects)
+    });
+    let mut seen: Vec<u64> = Vec::new();
+    for body in objects.values() {
+        let numbers: Vec<u64> = String::from_utf8(body.clone())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["r"].as_u64().unwrap()
+            })
+            .collect();
+        assert!(numbers.is_sorted(), "in order within an object");
+        seen.extend(numbers);
+    }
+    // Keys of objects written in the same second differ only by a random id: sort.
+    seen.sort_unstable();
+    assert_eq!(seen, (0..3_000).collect::<Vec<u64>>(), "each record once");
+    // One read step is 500 records: six objects would mean a flush per step.
+    assert!(objects.len() <= 2, "{} objects for 2.7 MB", objects.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_destination_moves_delivery_without_losing_records() {
     let server = TestServer::start();

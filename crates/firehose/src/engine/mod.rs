@@ -161,6 +161,8 @@ struct LaneBuffer {
     outputs: Vec<Output>,
     bytes: u64,
     oldest_arrival_ms: u64,
+    /// When this buffer took its first output.
+    opened_ms: u64,
 }
 
 /// Where records come from: the DirectPut log, or the shards of a Millstream data stream.
@@ -266,7 +268,7 @@ impl<'a> Engine<'a> {
             for lane in self.lanes()? {
                 read = read.max(self.read_step(&lane).await?);
             }
-            self.flush_due(false).await?;
+            self.flush_due(read < READ_RECORDS_MAX).await?;
             if read < READ_RECORDS_MAX && self.buffered_bytes < BUFFERED_BYTES_MAX {
                 let idle = if tail.is_some() {
                     IDLE_WAIT
@@ -466,6 +468,7 @@ impl<'a> Engine<'a> {
                 outputs: Vec::new(),
                 bytes: 0,
                 oldest_arrival_ms: output.arrival_ms,
+                opened_ms: now_ms(),
             });
             buffer.oldest_arrival_ms = buffer.oldest_arrival_ms.min(output.arrival_ms);
             buffer.bytes += size;
@@ -491,16 +494,21 @@ impl<'a> Engine<'a> {
             .min()
     }
 
-    async fn flush_due(&mut self, everything: bool) -> Result<(), Halt> {
+    /// Flushes the buffers that reached their size hint, or waited their interval. While a
+    /// source lane still has a backlog (`caught_up` false), records read now may have
+    /// arrived long ago: their age alone would flush each read step as a tiny object (one
+    /// step is 500 records), so then only the buffer's own time open counts, and buffers
+    /// fill to their size hint as Firehose's do when it reads a backlog.
+    async fn flush_due(&mut self, caught_up: bool) -> Result<(), Halt> {
         let now = now_ms();
         let mut due: Vec<String> = self
             .buffers
             .iter()
             .filter(|(_, buffer)| {
                 let hints = self.writer.buffering(&buffer.lane);
-                everything
-                    || buffer.bytes >= hints.size_bytes
-                    || now >= buffer.oldest_arrival_ms + hints.interval_ms
+                buffer.bytes >= hints.size_bytes
+                    || now >= buffer.opened_ms + hints.interval_ms
+                    || (caught_up && now >= buffer.oldest_arrival_ms + hints.interval_ms)
             })
             .map(|(name, _)| name.clone())
             .collect();
