@@ -691,7 +691,7 @@ async fn a_backlog_older_than_the_interval_fills_buffers_instead_of_many_small_o
                 .buffering_hints(
                     BufferingHints::builder()
                         .size_in_mbs(5)
-                        .interval_in_seconds(3)
+                        .interval_in_seconds(5)
                         .build(),
                 )
                 .processing_configuration(
@@ -726,12 +726,12 @@ async fn a_backlog_older_than_the_interval_fills_buffers_instead_of_many_small_o
     }
     // 2.7 MB is under the 5 MiB hint and the interval has not passed: all still buffered.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(4),
         "puts were too slow"
     );
     server.kill();
     assert!(embedded_objects(&server.data_dir, "late").is_empty());
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(6));
     server.crash_and_restart();
     let objects = eventually(Duration::from_secs(30), "the backlog delivered", || {
         let objects = embedded_objects(&server.data_dir, "late");
