@@ -55,52 +55,33 @@ fn encode_pages(c: &mut Criterion) {
         group.throughput(Throughput::Elements(RECORDS as u64));
         let label = format!("10000x{size}B");
         let stored = stored_page(size);
-        group.bench_with_input(
-            BenchmarkId::new("stored_via_model", &label),
-            &stored,
-            |b, p| {
-                b.iter_batched(
-                    || p.clone(),
-                    |page| {
-                        black_box(millstream_aws_protocol::encode(
-                            Protocol::Json,
-                            &page.into_output(),
-                        ))
-                    },
-                    BatchSize::LargeInput,
-                );
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("stored_direct", &label),
-            &stored,
-            |b, p| {
-                b.iter(|| black_box(encode_page(p)));
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("cbor_stored_via_model", &label),
-            &stored,
-            |b, p| {
-                b.iter_batched(
-                    || p.clone(),
-                    |page| {
-                        black_box(millstream_aws_protocol::encode(
-                            Protocol::Cbor,
-                            &page.into_output(),
-                        ))
-                    },
-                    BatchSize::LargeInput,
-                );
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("cbor_stored_direct", &label),
-            &stored,
-            |b, p| {
-                b.iter(|| black_box(records_cbor::encode_page(p)));
-            },
-        );
+        for protocol in [Protocol::Json, Protocol::Cbor] {
+            let name = format!("{}/{label}", format!("{protocol:?}").to_lowercase());
+            group.bench_with_input(
+                BenchmarkId::new("stored_via_model", &name),
+                &stored,
+                |b, p| {
+                    b.iter_batched(
+                        || p.clone(),
+                        |page| {
+                            black_box(millstream_aws_protocol::encode(
+                                protocol,
+                                &page.into_output(),
+                            ))
+                        },
+                        BatchSize::LargeInput,
+                    );
+                },
+            );
+            group.bench_with_input(BenchmarkId::new("stored_direct", &name), &stored, |b, p| {
+                b.iter(|| {
+                    black_box(match protocol {
+                        Protocol::Json => encode_page(p),
+                        Protocol::Cbor => records_cbor::encode_page(p),
+                    })
+                });
+            });
+        }
     }
     group.finish();
 }

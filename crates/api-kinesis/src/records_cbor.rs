@@ -130,7 +130,7 @@ mod tests {
 
     use super::*;
     use crate::model::GetRecordsOutput;
-    use crate::records_json::test_pages::{StoredFields, child_shards, stored_page};
+    use crate::records_json::test_pages::{StoredFields, child_shards, event_of, stored_page};
 
     fn generic(output: &GetRecordsOutput) -> Bytes {
         millstream_aws_protocol::encode(Protocol::Cbor, output)
@@ -204,12 +204,7 @@ mod tests {
             children in any::<bool>(),
         ) {
             let page = page(records, iterator, behind, children);
-            let event = ShardEventPage {
-                records: page.records.clone(),
-                continuation_sequence_number: page.next_shard_iterator.clone(),
-                millis_behind_latest: behind,
-                child_shards: page.child_shards.clone(),
-            };
+            let event = event_of(&page);
             let direct = encode_page(&page);
             prop_assert_eq!(&direct[..], &generic(&page.into_output())[..]);
             let direct = encode_event(&event);

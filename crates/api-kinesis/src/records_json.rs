@@ -353,6 +353,7 @@ pub(crate) mod test_pages {
     use bytes::Bytes;
     use millstream_streams::{FLAG_ENCRYPTED, PageRecords, StoredRecord};
 
+    use super::{GetRecordsPage, ShardEventPage};
     use crate::model::{ChildShard, HashKeyRange};
 
     /// Key, data, storage sequence, arrival, encrypted.
@@ -374,6 +375,17 @@ pub(crate) mod test_pages {
         PageRecords::new(created_ms, index, records)
     }
 
+    /// The same records as a SubscribeToShardEvent, the iterator's place taken by a
+    /// continuation sequence number.
+    pub fn event_of(page: &GetRecordsPage) -> ShardEventPage {
+        ShardEventPage {
+            records: page.records.clone(),
+            continuation_sequence_number: page.next_shard_iterator.clone(),
+            millis_behind_latest: page.millis_behind_latest,
+            child_shards: page.child_shards.clone(),
+        }
+    }
+
     /// What a closed shard's last page names: one child of shard 0.
     pub fn child_shards() -> Vec<ChildShard> {
         vec![ChildShard {
@@ -392,7 +404,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use test_pages::{child_shards, stored_page};
+    use test_pages::{child_shards, event_of, stored_page};
 
     fn serde_body(output: &GetRecordsOutput) -> Vec<u8> {
         serde_json::to_vec(output).expect("serialisable")
@@ -496,14 +508,7 @@ mod tests {
                 millis_behind_latest: behind,
                 child_shards: children.then(child_shards),
             };
-            // The same records as a SubscribeToShardEvent, the iterator's place taken by
-            // a continuation sequence number.
-            let event = ShardEventPage {
-                records: page.records.clone(),
-                continuation_sequence_number: page.next_shard_iterator.clone(),
-                millis_behind_latest: behind,
-                child_shards: page.child_shards.clone(),
-            };
+            let event = event_of(&page);
             let fast = encode_page(&page);
             prop_assert_eq!(&fast[..], &serde_body(&page.into_output())[..]);
             let fast = encode_event(&event);

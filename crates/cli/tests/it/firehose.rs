@@ -43,6 +43,14 @@ pub fn s3_config(
         )
 }
 
+/// Processing that only appends a newline to every record (objects of JSON lines).
+fn newline_processing() -> ProcessingConfiguration {
+    ProcessingConfiguration::builder()
+        .enabled(true)
+        .processors(newline_processor())
+        .build()
+}
+
 fn newline_processor() -> Processor {
     Processor::builder()
         .r#type(ProcessorType::AppendDelimiterToRecord)
@@ -413,12 +421,7 @@ async fn direct_put_is_delivered_to_gzip_objects_with_aws_keys() {
             s3_config("lake")
                 .prefix("clicks/")
                 .compression_format(CompressionFormat::Gzip)
-                .processing_configuration(
-                    ProcessingConfiguration::builder()
-                        .enabled(true)
-                        .processors(newline_processor())
-                        .build(),
-                )
+                .processing_configuration(newline_processing())
                 .build()
                 .unwrap(),
         )
@@ -606,12 +609,7 @@ async fn acknowledged_records_survive_sigkill_without_duplicate_objects() {
         .delivery_stream_name("durable")
         .extended_s3_destination_configuration(
             s3_config("safe")
-                .processing_configuration(
-                    ProcessingConfiguration::builder()
-                        .enabled(true)
-                        .processors(newline_processor())
-                        .build(),
-                )
+                .processing_configuration(newline_processing())
                 .build()
                 .unwrap(),
         )
@@ -694,12 +692,7 @@ async fn a_backlog_older_than_the_interval_fills_buffers_instead_of_many_small_o
                         .interval_in_seconds(5)
                         .build(),
                 )
-                .processing_configuration(
-                    ProcessingConfiguration::builder()
-                        .enabled(true)
-                        .processors(newline_processor())
-                        .build(),
-                )
+                .processing_configuration(newline_processing())
                 .build()
                 .unwrap(),
         )
@@ -771,12 +764,7 @@ async fn update_destination_moves_delivery_without_losing_records() {
         .extended_s3_destination_configuration(
             s3_config("moves")
                 .prefix("before/")
-                .processing_configuration(
-                    ProcessingConfiguration::builder()
-                        .enabled(true)
-                        .processors(newline_processor())
-                        .build(),
-                )
+                .processing_configuration(newline_processing())
                 .build()
                 .unwrap(),
         )

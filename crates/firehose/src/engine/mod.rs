@@ -497,8 +497,8 @@ impl<'a> Engine<'a> {
     /// Flushes the buffers that reached their size hint, or waited their interval. While a
     /// source lane still has a backlog (`caught_up` false), records read now may have
     /// arrived long ago: their age alone would flush each read step as a tiny object (one
-    /// step is 500 records), so then only the buffer's own time open counts, and buffers
-    /// fill to their size hint as Firehose's do when it reads a backlog.
+    /// step is 500 records), so then only the buffer's own time open counts and buffers
+    /// fill to their size hint (`a_backlog_older_than_the_interval_...` in the CLI tests).
     async fn flush_due(&mut self, caught_up: bool) -> Result<(), Halt> {
         let now = now_ms();
         let mut due: Vec<String> = self
