@@ -1,6 +1,10 @@
 //! `millstream`: the server (`millstream serve`) and client commands for people
 //! (`millstream stream|put|tail|get`, in `client/`), plus shell completions.
 
+// Why jemalloc rather than the system allocator: see the dependency's comment in Cargo.toml.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod bench;
 mod client;
 
