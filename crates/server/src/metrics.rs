@@ -69,6 +69,10 @@ fn describe() {
         "fdatasync calls on the journal"
     );
     describe_counter!(
+        "millstream_storage_pipelined_syncs_total",
+        "Journal fdatasync calls that ran while the next group commit was written"
+    );
+    describe_counter!(
         "millstream_storage_journal_written_bytes_total",
         Unit::Bytes,
         "Bytes written to the journal, framing included"
@@ -184,6 +188,7 @@ impl Telemetry {
         let m = self.store.metrics();
         counter!("millstream_storage_group_commits_total").absolute(m.group_commits);
         counter!("millstream_storage_journal_syncs_total").absolute(m.journal_syncs);
+        counter!("millstream_storage_pipelined_syncs_total").absolute(m.pipelined_syncs);
         counter!("millstream_storage_journal_written_bytes_total").absolute(m.journal_bytes);
         counter!("millstream_storage_placed_bytes_total").absolute(m.placed_bytes);
         counter!("millstream_storage_segment_rolls_total").absolute(m.segment_rolls);

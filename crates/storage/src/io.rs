@@ -50,6 +50,11 @@ pub(crate) mod fault {
         /// write, as a real full disk produces) and fails with ENOSPC.
         pub space_left: AtomicU64,
         pub fail_sync: AtomicBool,
+        /// Added to every sync, so appends pile up behind it as behind a slow disk.
+        pub sync_delay_micros: AtomicU64,
+        /// Fail the next sync the journal's sync thread runs (a pipelined group commit's),
+        /// and every sync after it.
+        pub fail_pipelined_sync: AtomicBool,
     }
 
     impl FaultLayer {
@@ -57,6 +62,8 @@ pub(crate) mod fault {
             Self {
                 space_left: AtomicU64::new(u64::MAX),
                 fail_sync: AtomicBool::new(false),
+                sync_delay_micros: AtomicU64::new(0),
+                fail_pipelined_sync: AtomicBool::new(false),
             }
         }
     }
@@ -74,6 +81,15 @@ pub(crate) mod fault {
             Err(io::Error::from_raw_os_error(28)) // ENOSPC
         }
         fn sync_data(&self, file: &File) -> io::Result<()> {
+            let delay = self.sync_delay_micros.load(Ordering::SeqCst);
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(delay));
+            }
+            if self.fail_pipelined_sync.load(Ordering::SeqCst)
+                && std::thread::current().name() == Some("millstream-sync")
+            {
+                self.fail_sync.store(true, Ordering::SeqCst);
+            }
             if self.fail_sync.load(Ordering::SeqCst) {
                 return Err(io::Error::from_raw_os_error(5)); // EIO
             }

@@ -11,6 +11,8 @@
 //!                    journal thread (std::thread, the only file writer)
 //!                      1. drain every queued frame of every log into ONE unit
 //!                      2. pwrite the unit to journal/<gen>.wal, ONE fdatasync
+//!                         (on the sync thread while 1-2 run for the next unit, when
+//!                         more is queued: pipelined group commit)
 //!                      3. pwrite each frame to logs/<log>/<base>.seg (page cache)
 //!                      4. complete the submissions
 //!                                         │
@@ -194,6 +196,7 @@ mod journal;
 mod recovery;
 mod segment;
 mod space;
+mod syncer;
 mod writer;
 
 use std::collections::HashMap;
@@ -348,6 +351,9 @@ pub struct StoreMetrics {
     pub journal_syncs: u64,
     /// Time spent in those `fdatasync` calls, in nanoseconds.
     pub journal_sync_nanos_total: u64,
+    /// Journal syncs that ran on the sync thread while the journal thread went on with the
+    /// next group commit (pipelined group commit, under concurrent appends).
+    pub pipelined_syncs: u64,
     /// Those syncs by latency: entry `i` counts syncs that took at most
     /// `JOURNAL_SYNC_BUCKETS_SECONDS[i]` (and more than the bound before it); the last
     /// entry counts the slower ones. Not cumulative.
@@ -575,9 +581,10 @@ impl Store {
                 )),
             );
         }
+        let queue = journal_tx.downgrade();
         let thread = std::thread::Builder::new()
             .name("millstream-journal".into())
-            .spawn(move || journal.run(journal_rx))
+            .spawn(move || journal.run(journal_rx, queue))
             .map_err(|e| StorageError::io(&config.data_dir, e))?;
         if let SyncPolicy::Interval(interval) = config.sync_policy {
             let tick = journal_tx.clone();
@@ -959,6 +966,7 @@ impl Store {
             group_commits: m.group_commits.load(Ordering::Relaxed),
             journal_syncs: m.journal_syncs.load(Ordering::Relaxed),
             journal_sync_nanos_total: m.journal_sync_nanos.load(Ordering::Relaxed),
+            pipelined_syncs: m.pipelined_syncs.load(Ordering::Relaxed),
             journal_sync_buckets: std::array::from_fn(|i| {
                 m.journal_sync_buckets[i].load(Ordering::Relaxed)
             }),
