@@ -343,7 +343,12 @@ async fn pipelined_group_commits_lose_nothing_acknowledged() {
         store.create_log(log).await.unwrap();
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acked = append_concurrently(&store, 150, stop).await;
+    let acked = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        append_concurrently(&store, 150, stop),
+    )
+    .await
+    .expect("the appends finish");
     assert_eq!(acked.len(), 16 * 150);
     let metrics = store.metrics();
     assert!(

@@ -45,8 +45,9 @@
 //! - A failed `fdatasync` fences: after a failed fsync the kernel may have dropped the
 //!   dirty pages, so nothing written since the last good sync can be trusted
 //!   ("fsyncgate"). Every unit written since then fails (with pipelining, the unit written
-//!   while the failed sync ran too), and the journal is cut back to before the first. A failed segment write fences too (the journal holds the data but the
-//!   segment now lacks it, so readers could not find it).
+//!   while the failed sync ran too), and the journal is cut back to before the first. A
+//!   failed segment write fences too (the journal holds the data but the segment now
+//!   lacks it, so readers could not find it).
 //! - Fenced: every further mutation fails with `StorageError::Io` until the store is
 //!   reopened; recovery then rebuilds everything from the journal's last complete unit.
 //!
@@ -690,6 +691,9 @@ pub(crate) struct Journal {
     syncer: Syncer,
     /// The unit whose sync runs on the sync thread, if any: written, not yet durable.
     syncing: Option<WrittenUnit>,
+    /// Units written but not yet published or failed: a checkpoint needs none (it notes
+    /// every log's end as in the segments, and starts a new journal).
+    unpublished: usize,
 }
 
 /// A group commit written to the journal, waiting for its sync.
@@ -751,6 +755,7 @@ impl Journal {
             filling: None,
             syncer,
             syncing: None,
+            unpublished: 0,
         })
     }
 
@@ -995,6 +1000,7 @@ impl Journal {
         };
         self.len += unit_len;
         self.next_commit += 1;
+        self.unpublished += 1;
         self.metrics.group_commits.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .journal_bytes
@@ -1012,11 +1018,15 @@ impl Journal {
             };
             self.metrics.journal_synced(elapsed);
             self.last_sync = Instant::now();
+            let previous_len = previous.len;
             if self.pipelines(more_queued(), &placed) {
                 self.hand_over(unit);
                 self.publish(previous, HashMap::new());
+                self.settle(previous_len);
                 return true;
             }
+            // No checkpoint here: it would start a new journal with this unit written to
+            // the old one but not synced (`sync_and_publish` syncs the journal in use).
             self.publish(previous, HashMap::new());
         } else if self.pipelines(more_queued(), &placed) {
             self.hand_over(unit);
@@ -1032,10 +1042,9 @@ impl Journal {
     /// reference VM), which only pay off when the journal thread has work for the time
     /// the sync takes. Handing over whenever appends had arrived during the previous sync
     /// measured 0.93x on PutRecord at 32 connections; this rule 1.07-1.11x (BENCHMARKS.md,
-    /// round 6). Never with placed frames (their
-    /// segments sync with the unit, and the next group's placement would write behind
-    /// frames still to be copied), nor once a checkpoint is due (it runs between two
-    /// units, with no sync outstanding).
+    /// round 6). Never with placed frames (their segments sync with the unit, and the
+    /// next group's placement would write behind frames still to be copied), nor once a
+    /// checkpoint is due (it runs between two units, with no sync outstanding).
     fn pipelines(&self, more_queued: bool, placed: &HashMap<LogId, PlacedFrames>) -> bool {
         self.config.sync_policy == SyncPolicy::Always
             && more_queued
@@ -1068,7 +1077,9 @@ impl Journal {
             Ok(elapsed) => {
                 self.metrics.journal_synced(elapsed);
                 self.last_sync = Instant::now();
+                let unit_len = unit.len;
                 self.publish(unit, HashMap::new());
+                self.settle(unit_len);
             }
             Err(e) => self.sync_failed(&e, vec![unit]),
         }
@@ -1106,7 +1117,9 @@ impl Journal {
             }
             SyncPolicy::Never => {}
         }
+        let unit_len = unit.len;
         self.publish(unit, placed);
+        self.settle(unit_len);
     }
 
     /// A failed journal sync: fence, cut the journal back to before the first of `units`
@@ -1130,14 +1143,17 @@ impl Journal {
         );
         // Newest first, so each log ends at the sequence the oldest unit expected.
         for unit in units.into_iter().rev() {
+            self.unpublished -= 1;
             self.fail_group(unit.rollback, unit.accepted, &failure);
         }
     }
 
-    /// Makes a durable unit readable from the segments, then answers its submissions, and
-    /// does what follows a group commit (early flushes, checkpoint, space ahead).
+    /// Makes a durable unit readable from the segments, then answers its submissions (and
+    /// starts early segment flushes). `settle` follows once no later unit is written but
+    /// unpublished, except the one syncing.
     fn publish(&mut self, unit: WrittenUnit, mut placed: HashMap<LogId, PlacedFrames>) {
         let unit_len = unit.len;
+        self.unpublished -= 1;
         // A unit synced after a later failure fenced the store (a segment write of the
         // unit before it failed): its frames would land behind the missing one.
         let mut failure: Option<StorageError> = self.fence_error();
@@ -1186,6 +1202,11 @@ impl Journal {
                 .collect();
             self.flusher.submit(files);
         }
+    }
+
+    /// What follows a published group commit once no unit of the journal is left
+    /// unpublished but the one syncing: the checkpoint if one is due, space ahead.
+    fn settle(&mut self, unit_len: u64) {
         // While the previous checkpoint's job runs, the next one waits (it must not delete
         // journals whose frames that job has not synced yet) and the journal grows. Only
         // far beyond its size does the commit path wait for the job: the disk is then not
@@ -1440,6 +1461,10 @@ impl Journal {
         if let Some(error) = self.fence_error() {
             return Err(error);
         }
+        debug_assert_eq!(
+            self.unpublished, 0,
+            "a checkpoint with a unit written to the old journal but not yet durable"
+        );
         if let Some(e) = self.flusher.take_failure() {
             self.fence(format!("an early segment fdatasync failed: {e}"));
             return Err(StorageError::io(&self.logs_dir, e));
