@@ -100,3 +100,145 @@ pub(crate) mod fault {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod power {
+    //! A `WriteLayer` that can lose, at a simulated power cut, everything no sync covered:
+    //! every write and truncation through it is undoable until an `fdatasync` of the same
+    //! file that *started after it* returns (a sync may or may not carry a write made while
+    //! it runs, so the model assumes it did not). Writes that bypass the layer (files
+    //! created and synced at once) count as durable at once.
+
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    enum Undo {
+        /// Bytes that were at `offset` before a write (only the part below the old end).
+        Bytes { offset: u64, old: Vec<u8> },
+        /// The file's length before a write or truncation.
+        Len(u64),
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// Per file, in order: (id, undo) for changes no finished sync covers yet.
+        pending: HashMap<PathBuf, Vec<(u64, Undo)>>,
+        next_id: u64,
+        cut: bool,
+    }
+
+    #[derive(Default)]
+    pub(crate) struct PowerCutLayer {
+        state: Mutex<State>,
+    }
+
+    impl std::fmt::Debug for PowerCutLayer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("PowerCutLayer")
+        }
+    }
+
+    fn path_of(file: &File) -> io::Result<PathBuf> {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    }
+
+    fn dead() -> io::Error {
+        io::Error::from_raw_os_error(5) // EIO: the machine is off
+    }
+
+    impl PowerCutLayer {
+        fn record(state: &mut State, path: PathBuf, undo: Vec<Undo>) {
+            for undo in undo {
+                let id = state.next_id;
+                state.next_id += 1;
+                state
+                    .pending
+                    .entry(path.clone())
+                    .or_default()
+                    .push((id, undo));
+            }
+        }
+
+        /// The power goes: every later operation fails, and each file is put back to what
+        /// its last covering sync made durable.
+        pub fn cut(&self) {
+            let mut state = self.state.lock().unwrap();
+            state.cut = true;
+            for (path, changes) in state.pending.drain() {
+                let Ok(file) = OpenOptions::new().write(true).open(&path) else {
+                    continue; // deleted since: its deletion is what stays
+                };
+                for (_, undo) in changes.into_iter().rev() {
+                    match undo {
+                        Undo::Bytes { offset, old } => file.write_all_at(&old, offset).unwrap(),
+                        Undo::Len(len) => file.set_len(len).unwrap(),
+                    }
+                }
+            }
+        }
+    }
+
+    use std::fs::OpenOptions;
+
+    impl WriteLayer for PowerCutLayer {
+        fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+            let mut state = self.state.lock().unwrap();
+            if state.cut {
+                return Err(dead());
+            }
+            let path = path_of(file)?;
+            let len = file.metadata()?.len();
+            let end = (offset + buf.len() as u64).min(len);
+            let mut old = vec![0; end.saturating_sub(offset) as usize];
+            // Through a file of its own: some writers open theirs write-only.
+            File::open(&path)?.read_exact_at(&mut old, offset)?;
+            Self::record(
+                &mut state,
+                path,
+                vec![Undo::Len(len), Undo::Bytes { offset, old }],
+            );
+            file.write_all_at(buf, offset)
+        }
+
+        fn sync_data(&self, file: &File) -> io::Result<()> {
+            let path = path_of(file)?;
+            let covered = {
+                let state = self.state.lock().unwrap();
+                if state.cut {
+                    return Err(dead());
+                }
+                state.next_id
+            };
+            file.sync_data()?;
+            let mut state = self.state.lock().unwrap();
+            if state.cut {
+                return Err(dead()); // the power went during the sync
+            }
+            if let Some(changes) = state.pending.get_mut(&path) {
+                changes.retain(|(id, _)| *id >= covered);
+            }
+            Ok(())
+        }
+
+        fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
+            let mut state = self.state.lock().unwrap();
+            if state.cut {
+                return Err(dead());
+            }
+            let path = path_of(file)?;
+            let old_len = file.metadata()?.len();
+            let mut undo = vec![Undo::Len(old_len)];
+            if len < old_len {
+                let mut old = vec![0; (old_len - len) as usize];
+                File::open(&path)?.read_exact_at(&mut old, len)?;
+                undo.push(Undo::Bytes { offset: len, old });
+            }
+            Self::record(&mut state, path, undo);
+            file.set_len(len)
+        }
+    }
+}
