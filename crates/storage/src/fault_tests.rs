@@ -272,24 +272,25 @@ async fn a_placed_frame_whose_unit_failed_is_cut_from_its_segment() {
     store.shutdown().await.unwrap();
 }
 
-/// 16 appenders over logs 1-4, each appending one record at a time until `stop` says so,
-/// `per_task` are done or an append fails; returns every acknowledged `(log, sequence,
-/// tag)`.
-async fn append_concurrently(
-    store: &Store,
-    per_task: u64,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<(u64, u64, u64)> {
+/// A store over `layer` with logs 1-4.
+async fn open_four_logs(dir: &std::path::Path, layer: Arc<dyn crate::io::WriteLayer>) -> Store {
+    let store = Store::open_with_layer(config(dir), layer).await.unwrap();
+    for log in 1..=4 {
+        store.create_log(log).await.unwrap();
+    }
+    store
+}
+
+/// 16 appenders over logs 1-4, each appending one record at a time until `per_task` are
+/// done or an append fails; every acknowledged `(log, sequence, tag)`.
+async fn append_concurrently(store: &Store, per_task: u64) -> Vec<(u64, u64, u64)> {
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..16u64 {
-        let (store, stop) = (store.clone(), stop.clone());
+        let store = store.clone();
         tasks.spawn(async move {
             let log = task % 4 + 1;
             let mut acked = Vec::new();
             for i in 0..per_task {
-                if stop.load(Ordering::SeqCst) {
-                    break;
-                }
                 let tag = task * 1_000_000 + i;
                 match store.append(log, records(1, tag)).await {
                     Ok(ack) => acked.push((log, ack.first_sequence, tag)),
@@ -305,6 +306,22 @@ async fn append_concurrently(
         acked.extend(task.unwrap());
     }
     acked
+}
+
+/// Appenders that go on until their appends fail, in the background.
+fn append_until_failure(store: &Store) -> tokio::task::JoinHandle<Vec<(u64, u64, u64)>> {
+    let store = store.clone();
+    tokio::spawn(async move { append_concurrently(&store, u64::MAX).await })
+}
+
+/// What `append_until_failure` acknowledged, once the failure has stopped every appender.
+async fn acknowledged(
+    appending: tokio::task::JoinHandle<Vec<(u64, u64, u64)>>,
+) -> Vec<(u64, u64, u64)> {
+    tokio::time::timeout(std::time::Duration::from_secs(30), appending)
+        .await
+        .expect("every appender stops at its failed append")
+        .unwrap()
 }
 
 /// After a crash and reopen: every acknowledged record is there, at its sequence, with its
@@ -336,16 +353,10 @@ async fn pipelined_group_commits_lose_nothing_acknowledged() {
     let layer = Arc::new(FaultLayer::new());
     // Syncs as slow as a real disk's, so appends arrive while one runs.
     layer.sync_delay_micros.store(300, Ordering::SeqCst);
-    let store = Store::open_with_layer(config(dir.path()), layer.clone())
-        .await
-        .unwrap();
-    for log in 1..=4 {
-        store.create_log(log).await.unwrap();
-    }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store = open_four_logs(dir.path(), layer).await;
     let acked = tokio::time::timeout(
         std::time::Duration::from_secs(60),
-        append_concurrently(&store, 150, stop),
+        append_concurrently(&store, 150),
     )
     .await
     .expect("the appends finish");
@@ -364,28 +375,15 @@ async fn a_failed_pipelined_sync_fences_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let layer = Arc::new(FaultLayer::new());
     layer.sync_delay_micros.store(300, Ordering::SeqCst);
-    let store = Store::open_with_layer(config(dir.path()), layer.clone())
-        .await
-        .unwrap();
-    for log in 1..=4 {
-        store.create_log(log).await.unwrap();
-    }
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let appending = tokio::spawn({
-        let (store, stop) = (store.clone(), stop.clone());
-        async move { append_concurrently(&store, u64::MAX, stop).await }
-    });
+    let store = open_four_logs(dir.path(), layer.clone()).await;
+    let appending = append_until_failure(&store);
     // Once units are being handed to the sync thread, fail one of those syncs (and so
     // every later one: the disk is gone).
     while store.metrics().pipelined_syncs < 20 {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     layer.fail_pipelined_sync.store(true, Ordering::SeqCst);
-    let acked = tokio::time::timeout(std::time::Duration::from_secs(30), appending)
-        .await
-        .expect("every appender stops at its failed append")
-        .unwrap();
-    stop.store(true, Ordering::SeqCst);
+    let acked = acknowledged(appending).await;
     layer.fail_pipelined_sync.store(false, Ordering::SeqCst);
     layer.fail_sync.store(false, Ordering::SeqCst);
     assert!(
@@ -403,26 +401,13 @@ async fn a_power_cut_loses_nothing_acknowledged() {
     for cut_after_commits in [30, 120, 400] {
         let dir = tempfile::tempdir().unwrap();
         let layer = Arc::new(crate::io::power::PowerCutLayer::default());
-        let store = Store::open_with_layer(config(dir.path()), layer.clone())
-            .await
-            .unwrap();
-        for log in 1..=4 {
-            store.create_log(log).await.unwrap();
-        }
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let appending = tokio::spawn({
-            let (store, stop) = (store.clone(), stop.clone());
-            async move { append_concurrently(&store, u64::MAX, stop).await }
-        });
+        let store = open_four_logs(dir.path(), layer.clone()).await;
+        let appending = append_until_failure(&store);
         while store.metrics().group_commits < cut_after_commits {
             tokio::time::sleep(std::time::Duration::from_micros(200)).await;
         }
         layer.cut();
-        let acked = tokio::time::timeout(std::time::Duration::from_secs(30), appending)
-            .await
-            .expect("every appender stops at its failed append")
-            .unwrap();
-        stop.store(true, Ordering::SeqCst);
+        let acked = acknowledged(appending).await;
         assert!(!acked.is_empty());
         drop(store);
         assert_recovered(dir.path(), &acked).await;
