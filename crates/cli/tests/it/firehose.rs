@@ -44,6 +44,23 @@ pub fn s3_config(
 }
 
 /// Processing that only appends a newline to every record (objects of JSON lines).
+/// PutRecordBatch that must accept every record.
+async fn put_batch(
+    client: &aws_sdk_firehose::Client,
+    stream: &str,
+    records: Vec<Record>,
+) -> aws_sdk_firehose::operation::put_record_batch::PutRecordBatchOutput {
+    let put = client
+        .put_record_batch()
+        .delivery_stream_name(stream)
+        .set_records(Some(records))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.failed_put_count(), 0);
+    put
+}
+
 fn newline_processing() -> ProcessingConfiguration {
     ProcessingConfiguration::builder()
         .enabled(true)
@@ -437,14 +454,7 @@ async fn direct_put_is_delivered_to_gzip_objects_with_aws_keys() {
                 Record::builder().data(Blob::new(line)).build().unwrap()
             })
             .collect();
-        let put = client
-            .put_record_batch()
-            .delivery_stream_name("clicks")
-            .set_records(Some(records))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(put.failed_put_count(), 0);
+        let put = put_batch(&client, "clicks", records).await;
         assert_eq!(put.request_responses().len(), 50);
     }
     let objects = eventually(Duration::from_secs(20), "every record in objects", || {
@@ -708,14 +718,7 @@ async fn a_backlog_older_than_the_interval_fills_buffers_instead_of_many_small_o
                 Record::builder().data(Blob::new(line)).build().unwrap()
             })
             .collect();
-        let put = client
-            .put_record_batch()
-            .delivery_stream_name("backlog")
-            .set_records(Some(records))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(put.failed_put_count(), 0);
+        put_batch(&client, "backlog", records).await;
     }
     // 2.7 MB is under the 5 MiB hint and the interval has not passed: all still buffered.
     assert!(
