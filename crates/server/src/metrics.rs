@@ -118,6 +118,15 @@ fn describe() {
         Unit::Microseconds,
         "Time spent in checkpoints' background parts (appends do not wait for it)"
     );
+    describe_counter!(
+        "millstream_storage_append_stage_microseconds_total",
+        Unit::Microseconds,
+        "Time appends spent in each stage of the store's write path, summed over appends"
+    );
+    describe_counter!(
+        "millstream_storage_append_stage_appends_total",
+        "Appends counted in each stage of millstream_storage_append_stage_microseconds_total"
+    );
     describe_gauge!(
         "millstream_storage_cache_bytes",
         Unit::Bytes,
@@ -198,6 +207,15 @@ impl Telemetry {
         counter!("millstream_storage_checkpoint_jobs_total").absolute(m.checkpoint_jobs);
         counter!("millstream_storage_checkpoint_job_microseconds_total")
             .absolute(m.checkpoint_job_micros);
+        for (stage, time) in millstream_storage::AppendStage::ALL
+            .iter()
+            .zip(m.append_stages)
+        {
+            counter!("millstream_storage_append_stage_microseconds_total", "stage" => stage.name())
+                .absolute(time.nanos / 1_000);
+            counter!("millstream_storage_append_stage_appends_total", "stage" => stage.name())
+                .absolute(time.appends);
+        }
         gauge!("millstream_storage_cache_bytes").set(m.cache_bytes as f64);
         gauge!("millstream_storage_open_read_handles").set(m.open_read_handles as f64);
 

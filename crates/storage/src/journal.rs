@@ -99,7 +99,7 @@ use crate::io::{WriteLayer, sync_dir};
 use crate::segment::{self, HandleCache, SegmentMeta};
 use crate::space::{FillError, RunningFill, SpacePreparer};
 use crate::syncer::Syncer;
-use crate::{LogId, LogShared, StorageError, StoreConfig, SyncPolicy};
+use crate::{AppendStage, LogId, LogShared, StorageError, StoreConfig, SyncPolicy};
 
 /// Group commits up to this size have zeros written ahead of them (`space.rs`).
 const SMALL_UNIT_BYTES: u64 = 64 << 10;
@@ -142,7 +142,13 @@ pub(crate) struct Submission {
     pub log: LogId,
     pub header: FrameHeader,
     pub frame: Vec<u8>,
-    pub reply: oneshot::Sender<Result<(), StorageError>>,
+    /// Answered with when the frame was published (for `AppendStage::Completion`).
+    pub reply: oneshot::Sender<Result<Instant, StorageError>>,
+    /// The appends the frame holds, and when the writer sent it: for the stage times.
+    pub appends: u64,
+    pub submitted_at: Instant,
+    /// When this thread took it into a group commit.
+    pub taken_at: Option<Instant>,
 }
 
 pub(crate) enum JournalCommand {
@@ -194,9 +200,20 @@ pub(crate) struct Metrics {
     pub checkpoint_micros: AtomicU64,
     pub checkpoint_jobs: AtomicU64,
     pub checkpoint_job_micros: AtomicU64,
+    /// Per `AppendStage`, in `AppendStage::ALL` order: total nanoseconds and appends.
+    pub append_stage_nanos: [AtomicU64; AppendStage::ALL.len()],
+    pub append_stage_appends: [AtomicU64; AppendStage::ALL.len()],
 }
 
 impl Metrics {
+    /// Counts `appends` appends that each spent `elapsed` in `stage`.
+    pub fn append_waited(&self, stage: AppendStage, elapsed: Duration, appends: u64) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let index = stage as usize;
+        self.append_stage_nanos[index].fetch_add(nanos.saturating_mul(appends), Ordering::Relaxed);
+        self.append_stage_appends[index].fetch_add(appends, Ordering::Relaxed);
+    }
+
     /// Counts one successful journal `fdatasync` that took `elapsed`.
     fn journal_synced(&self, elapsed: Duration) {
         self.journal_syncs.fetch_add(1, Ordering::Relaxed);
@@ -786,13 +803,14 @@ impl Journal {
             }
             match command {
                 JournalCommand::Append(submission) => {
+                    let taken_at = Instant::now();
                     let mut bytes = submission.frame.len();
-                    group.push(submission);
+                    group.push(self.take(submission, taken_at));
                     while bytes < GROUP_BYTES_MAX {
                         match rx.try_recv() {
                             Ok(JournalCommand::Append(submission)) => {
                                 bytes += submission.frame.len();
-                                group.push(submission);
+                                group.push(self.take(submission, taken_at));
                             }
                             // Controls keep their place in the queue: after this group.
                             Ok(other) => {
@@ -857,6 +875,17 @@ impl Journal {
             fill.stop();
         }
         self.collect_fill(true);
+    }
+
+    /// Notes how long a submission waited in the queue before a group commit took it.
+    fn take(&self, mut submission: Submission, taken_at: Instant) -> Submission {
+        self.metrics.append_waited(
+            AppendStage::JournalQueue,
+            taken_at.saturating_duration_since(submission.submitted_at),
+            submission.appends,
+        );
+        submission.taken_at = Some(taken_at);
+        submission
     }
 
     fn fence_error(&self) -> Option<StorageError> {
@@ -1157,6 +1186,7 @@ impl Journal {
         // A unit synced after a later failure fenced the store (a segment write of the
         // unit before it failed): its frames would land behind the missing one.
         let mut failure: Option<StorageError> = self.fence_error();
+        let published_at = Instant::now();
         for submission in unit.accepted {
             if failure.is_none() {
                 let files = self.logs.get_mut(&submission.log).expect("accepted above");
@@ -1177,7 +1207,14 @@ impl Journal {
             }
             match &failure {
                 None => {
-                    let _ = submission.reply.send(Ok(()));
+                    if let Some(taken_at) = submission.taken_at {
+                        self.metrics.append_waited(
+                            AppendStage::GroupCommit,
+                            published_at.saturating_duration_since(taken_at),
+                            submission.appends,
+                        );
+                    }
+                    let _ = submission.reply.send(Ok(published_at));
                 }
                 // Durable in the journal (a reopen recovers it), but not readable now:
                 // report the failure rather than publish records readers cannot find.

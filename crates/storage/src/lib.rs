@@ -203,7 +203,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -377,6 +377,61 @@ pub struct StoreMetrics {
     pub cache_bytes: u64,
     /// Read handles open now.
     pub open_read_handles: u64,
+    /// Where appends spent their time, per `AppendStage` in `AppendStage::ALL` order.
+    pub append_stages: [StageTime; AppendStage::ALL.len()],
+}
+
+/// The stretches of an append's path through the store, in order. Their times are
+/// means over appends (sum and count), so they add up: what `Total` has beyond the
+/// others is the writer's own work and the wake-up of the appending task.
+///
+/// Kept because a durable put's latency is mostly waiting, and where it waits decides
+/// what would shorten it (BENCHMARKS.md, round 7); a few clock reads per batch cost
+/// nothing measurable next to the syscalls of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendStage {
+    /// In the log's writer mailbox: behind the writer's frames already in the journal
+    /// (at most `PIPELINE_DEPTH`), or until the writer task is scheduled.
+    Mailbox,
+    /// Sent to the journal thread, until a group commit takes it: the commit in
+    /// progress (write, sync, segment copies) finishes first.
+    JournalQueue,
+    /// Taken into a group commit, until published: the journal write, its sync (or the
+    /// wait for the sync thread) and the copy into the segment.
+    GroupCommit,
+    /// Published by the journal thread, until the writer task completes the batch
+    /// (the wake-up of a tokio task from another thread).
+    Completion,
+    /// The whole append, from the mailbox to the appending task running again.
+    Total,
+}
+
+impl AppendStage {
+    pub const ALL: [AppendStage; 5] = [
+        AppendStage::Mailbox,
+        AppendStage::JournalQueue,
+        AppendStage::GroupCommit,
+        AppendStage::Completion,
+        AppendStage::Total,
+    ];
+
+    /// The label value in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppendStage::Mailbox => "mailbox",
+            AppendStage::JournalQueue => "journal_queue",
+            AppendStage::GroupCommit => "group_commit",
+            AppendStage::Completion => "completion",
+            AppendStage::Total => "total",
+        }
+    }
+}
+
+/// Time spent in one `AppendStage`, summed over the appends that went through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StageTime {
+    pub appends: u64,
+    pub nanos: u64,
 }
 
 /// Test hook (see `Store::pause_checkpoint_jobs_at`): a step of a checkpoint's background
@@ -576,6 +631,7 @@ impl Store {
                     shared,
                     journal_tx.clone(),
                     cache.clone(),
+                    metrics.clone(),
                     next,
                     arrival,
                 )),
@@ -678,6 +734,7 @@ impl Store {
             shared,
             self.inner.journal.clone(),
             self.inner.cache.clone(),
+            self.inner.metrics.clone(),
             0,
             0,
         );
@@ -728,12 +785,21 @@ impl Store {
             .await
             .map_err(|_| StorageError::Closed)?;
         let (reply, done) = oneshot::channel();
+        let queued_at = Instant::now();
         handle
             .mailbox
-            .send(WriterCommand::Append { records, reply })
+            .send(WriterCommand::Append {
+                records,
+                reply,
+                queued_at,
+            })
             .await
             .map_err(|_| self.gone(id))?;
-        done.await.map_err(|_| self.gone(id))?
+        let result = done.await.map_err(|_| self.gone(id))?;
+        self.inner
+            .metrics
+            .append_waited(AppendStage::Total, queued_at.elapsed(), 1);
+        result
     }
 
     /// The error for a writer that went away: the log was deleted or the store closed.
@@ -979,6 +1045,10 @@ impl Store {
             checkpoint_micros: m.checkpoint_micros.load(Ordering::Relaxed),
             cache_bytes: self.inner.cache.bytes(),
             open_read_handles: self.inner.handles.len() as u64,
+            append_stages: std::array::from_fn(|i| StageTime {
+                appends: m.append_stage_appends[i].load(Ordering::Relaxed),
+                nanos: m.append_stage_nanos[i].load(Ordering::Relaxed),
+            }),
         }
     }
 }
@@ -987,6 +1057,7 @@ fn spawn_writer(
     shared: Arc<LogShared>,
     journal: mpsc::Sender<JournalCommand>,
     cache: Arc<RecordCache>,
+    metrics: Arc<Metrics>,
     next_sequence: u64,
     last_arrival_ms: u64,
 ) -> LogHandle {
@@ -996,6 +1067,7 @@ fn spawn_writer(
         mailbox,
         journal,
         cache,
+        metrics,
         next_sequence,
         last_arrival_ms,
     };

@@ -15,14 +15,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::RecordCache;
 use crate::format;
-use crate::journal::{JournalCommand, Submission};
-use crate::{AppendAck, AppendRecord, LogShared, StorageError, StoredRecord};
+use crate::journal::{JournalCommand, Metrics, Submission};
+use crate::{AppendAck, AppendRecord, AppendStage, LogShared, StorageError, StoredRecord};
 
 /// Bounded mailbox: a full mailbox makes `append` wait (backpressure), it never grows.
 pub(crate) const MAILBOX_CAPACITY: usize = 1024;
@@ -35,6 +35,7 @@ pub(crate) enum WriterCommand {
     Append {
         records: Vec<AppendRecord>,
         reply: oneshot::Sender<Result<AppendAck, StorageError>>,
+        queued_at: Instant,
     },
     Seal {
         reply: oneshot::Sender<Result<u64, StorageError>>,
@@ -50,7 +51,7 @@ struct InFlight {
     arrival_ms: u64,
     records: Vec<StoredRecord>,
     appends: Vec<(oneshot::Sender<Result<AppendAck, StorageError>>, u64)>,
-    done: oneshot::Receiver<Result<(), StorageError>>,
+    done: oneshot::Receiver<Result<Instant, StorageError>>,
 }
 
 pub(crate) struct Writer {
@@ -58,6 +59,7 @@ pub(crate) struct Writer {
     pub mailbox: mpsc::Receiver<WriterCommand>,
     pub journal: mpsc::Sender<JournalCommand>,
     pub cache: Arc<RecordCache>,
+    pub metrics: Arc<Metrics>,
     pub next_sequence: u64,
     pub last_arrival_ms: u64,
 }
@@ -75,6 +77,7 @@ impl Writer {
             mut mailbox,
             journal,
             cache,
+            metrics,
             mut next_sequence,
             mut last_arrival_ms,
         } = self;
@@ -110,7 +113,7 @@ impl Writer {
                     }, if !in_flight.is_empty() => {
                         let batch = in_flight.pop_front().expect("guarded by the branch condition");
                         let result = result.unwrap_or(Err(StorageError::Closed));
-                        complete(&shared, &cache, &mut next_sequence, batch, result);
+                        complete(&shared, &cache, &metrics, &mut next_sequence, batch, result);
                         continue;
                     }
                     command = mailbox.recv(), if accepting && mailbox_open => {
@@ -125,14 +128,29 @@ impl Writer {
             match command {
                 WriterCommand::Seal { reply } => seals.push(reply),
                 WriterCommand::Stop { reply } => stop = Some(reply),
-                WriterCommand::Append { records, reply } => {
+                WriterCommand::Append {
+                    records,
+                    reply,
+                    queued_at,
+                } => {
+                    let taken_at = Instant::now();
+                    let waited = |queued_at: Instant| {
+                        let elapsed = taken_at.saturating_duration_since(queued_at);
+                        metrics.append_waited(AppendStage::Mailbox, elapsed, 1);
+                    };
+                    waited(queued_at);
                     // Gather whatever else is queued into the same frame.
                     let mut appends = vec![(records, reply)];
                     let mut bytes: usize =
                         appends[0].0.iter().map(format::record_encoded_len).sum();
                     while bytes < BATCH_BYTES_MAX {
                         match mailbox.try_recv() {
-                            Ok(WriterCommand::Append { records, reply }) => {
+                            Ok(WriterCommand::Append {
+                                records,
+                                reply,
+                                queued_at,
+                            }) => {
+                                waited(queued_at);
                                 bytes += records
                                     .iter()
                                     .map(format::record_encoded_len)
@@ -212,6 +230,9 @@ async fn submit(
         header,
         frame,
         reply: done_tx,
+        appends: acks.len() as u64,
+        submitted_at: Instant::now(),
+        taken_at: None,
     };
     if journal
         .send(JournalCommand::Append(submission))
@@ -250,12 +271,18 @@ async fn submit(
 fn complete(
     shared: &LogShared,
     cache: &RecordCache,
+    metrics: &Metrics,
     next_sequence: &mut u64,
     batch: InFlight,
-    result: Result<(), StorageError>,
+    result: Result<Instant, StorageError>,
 ) {
     match result {
-        Ok(()) => {
+        Ok(published_at) => {
+            metrics.append_waited(
+                AppendStage::Completion,
+                published_at.elapsed(),
+                batch.appends.len() as u64,
+            );
             let end = batch.first_sequence + batch.records.len() as u64;
             cache.insert(shared.id, batch.first_sequence, batch.records.into());
             {

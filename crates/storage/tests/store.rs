@@ -525,3 +525,57 @@ async fn a_large_unit_stops_the_zero_fill_it_would_overlap() {
     }
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_stage_times_count_every_append_and_fit_inside_its_total() {
+    use millstream_storage::AppendStage;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    store.create_log(1).await.unwrap();
+    store.create_log(2).await.unwrap();
+    // Concurrent appends to two logs, so batches hold several appends and group commits
+    // several batches: each stage must still count every append once.
+    let mut tasks = Vec::new();
+    for task in 0..16u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                store
+                    .append(1 + task % 2, vec![rec(&format!("{task}-{i}")), rec("x")])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stages = store.metrics().append_stages;
+    let time = |stage: AppendStage| stages[stage as usize];
+    for stage in AppendStage::ALL {
+        assert_eq!(time(stage).appends, 400, "{stage:?}: {stages:?}");
+        assert!(time(stage).nanos > 0, "{stage:?}: {stages:?}");
+    }
+    // Each append's stages are disjoint stretches of its total, so over the same appends
+    // their sums fit inside the total's.
+    let parts: u64 = [
+        AppendStage::Mailbox,
+        AppendStage::JournalQueue,
+        AppendStage::GroupCommit,
+        AppendStage::Completion,
+    ]
+    .iter()
+    .map(|&stage| time(stage).nanos)
+    .sum();
+    assert!(
+        parts <= time(AppendStage::Total).nanos,
+        "{parts} > total: {stages:?}"
+    );
+    // Every append's group commit spans its unit's whole fdatasync (one per unit here: no
+    // checkpoint), and every unit holds at least one append.
+    let sync = store.metrics().journal_sync_nanos_total;
+    assert!(
+        time(AppendStage::GroupCommit).nanos >= sync,
+        "group commits shorter than their syncs ({sync} ns): {stages:?}"
+    );
+}

@@ -141,6 +141,42 @@ async fn metrics_count_known_traffic_exactly() {
     assert!(sample(&text, "millstream_storage_segment_bytes", &[]).unwrap() > 38.0);
     assert!(sample(&text, "millstream_storage_journal_syncs_total", &[]).unwrap() >= 3.0);
     assert!(sample(&text, "millstream_storage_disk_bytes", &[]).unwrap() > 0.0);
+    // One append per PutRecord, one for the PutRecords (one shard): three per stage.
+    for stage in [
+        "mailbox",
+        "journal_queue",
+        "group_commit",
+        "completion",
+        "total",
+    ] {
+        let labels = [("stage", stage)];
+        assert_eq!(
+            sample(
+                &text,
+                "millstream_storage_append_stage_appends_total",
+                &labels
+            ),
+            Some(3.0),
+            "{stage}"
+        );
+        let micros = sample(
+            &text,
+            "millstream_storage_append_stage_microseconds_total",
+            &labels,
+        );
+        assert!(micros.is_some(), "{stage}");
+    }
+    let micros = |stage| {
+        sample(
+            &text,
+            "millstream_storage_append_stage_microseconds_total",
+            &[("stage", stage)],
+        )
+        .unwrap()
+    };
+    // A group commit holds an fdatasync; the total holds the group commit.
+    assert!(micros("group_commit") > 0.0);
+    assert!(micros("total") >= micros("group_commit"));
 
     client
         .enable_enhanced_monitoring()
