@@ -383,7 +383,7 @@ pub struct StoreMetrics {
 
 /// The stretches of an append's path through the store, in order. Their times are
 /// means over appends (sum and count), so they add up: what `Total` has beyond the
-/// others is the writer's own work and the wake-up of the appending task.
+/// others is the writer task's own work (numbering, encoding, handing to the journal).
 ///
 /// Kept because a durable put's latency is mostly waiting, and where it waits decides
 /// what would shorten it (BENCHMARKS.md, round 7); a few clock reads per batch cost
@@ -399,8 +399,8 @@ pub enum AppendStage {
     /// Taken into a group commit, until published: the journal write, its sync (or the
     /// wait for the sync thread) and the copy into the segment.
     GroupCommit,
-    /// Published by the journal thread, until the writer task completes the batch
-    /// (the wake-up of a tokio task from another thread).
+    /// Published by the journal thread, until the appending task runs again (the
+    /// wake-up of a tokio task from another thread).
     Completion,
     /// The whole append, from the mailbox to the appending task running again.
     Total,
@@ -796,10 +796,12 @@ impl Store {
             .await
             .map_err(|_| self.gone(id))?;
         let result = done.await.map_err(|_| self.gone(id))?;
-        self.inner
-            .metrics
-            .append_waited(AppendStage::Total, queued_at.elapsed(), 1);
-        result
+        let metrics = &self.inner.metrics;
+        if let Ok((_, published_at)) = &result {
+            metrics.append_waited(AppendStage::Completion, published_at.elapsed(), 1);
+        }
+        metrics.append_waited(AppendStage::Total, queued_at.elapsed(), 1);
+        result.map(|(ack, _)| ack)
     }
 
     /// The error for a writer that went away: the log was deleted or the store closed.

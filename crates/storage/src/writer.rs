@@ -1,13 +1,17 @@
-//! One writer task per log: owns the log's tail.
+//! One writer task per log: owns the numbering of the log's tail.
 //!
 //! The task batches whatever appends are queued in its bounded mailbox, assigns their
-//! sequences and arrival time, encodes one frame and submits it to the journal, then goes
-//! back to its mailbox while the journal works (pipelining, up to `PIPELINE_DEPTH` frames
-//! in flight). Completions come back from the journal in submission order, so
-//! acknowledgements stay in sequence order. For each completed batch the task, in order:
-//! inserts the records into the cache, advances the durable tail (asserting it is
-//! contiguous), publishes it on the watch, then acknowledges the appends. Readers
-//! therefore never see a sequence that is not durable and readable.
+//! sequences and arrival time, encodes one frame and submits it to the journal with the
+//! batch (`Batch`), then goes back to its mailbox while the journal works (pipelining, up
+//! to `PIPELINE_DEPTH` frames in flight). The journal thread publishes each batch once its
+//! frame is durable and copied to the segment, in submission order, so acknowledgements
+//! stay in sequence order: it inserts the records into the cache, advances the durable
+//! tail (asserting it is contiguous), publishes it on the watch, then acknowledges the
+//! appends. Readers therefore never see a sequence that is not durable and readable.
+//! Publishing there rather than here spares every append a wake-up of this task between
+//! the journal and the append's own task (BENCHMARKS.md, round 7); this task still hears
+//! each frame's outcome, off the appends' path, to free its pipeline slot; a failed batch
+//! comes back here to be failed after the rewind below.
 //!
 //! On a failed batch the task rewinds its sequence counter to the batch's first sequence;
 //! the journal rejects the later batches already numbered after it (see `journal.rs`), so
@@ -34,7 +38,7 @@ pub(crate) const BATCH_BYTES_MAX: usize = 4 << 20;
 pub(crate) enum WriterCommand {
     Append {
         records: Vec<AppendRecord>,
-        reply: oneshot::Sender<Result<AppendAck, StorageError>>,
+        reply: AckSender,
         queued_at: Instant,
     },
     Seal {
@@ -44,14 +48,57 @@ pub(crate) enum WriterCommand {
     Stop { reply: oneshot::Sender<()> },
 }
 
-type AckSender = oneshot::Sender<Result<AppendAck, StorageError>>;
+/// An append's answer, with when its batch was published (`AppendStage::Completion`).
+pub(crate) type AckSender = oneshot::Sender<Result<(AppendAck, Instant), StorageError>>;
 
 struct InFlight {
     first_sequence: u64,
+    done: oneshot::Receiver<Result<(), (StorageError, Batch)>>,
+}
+
+/// A numbered batch on its way through the journal: published there, or handed back here
+/// to be failed.
+pub(crate) struct Batch {
+    shared: Arc<LogShared>,
+    cache: Arc<RecordCache>,
+    first_sequence: u64,
     arrival_ms: u64,
     records: Vec<StoredRecord>,
-    appends: Vec<(oneshot::Sender<Result<AppendAck, StorageError>>, u64)>,
-    done: oneshot::Receiver<Result<Instant, StorageError>>,
+    /// Each append's reply and first sequence.
+    pub appends: Vec<(AckSender, u64)>,
+}
+
+impl Batch {
+    /// Makes a durable batch readable, then acknowledges its appends.
+    pub fn publish(self, published_at: Instant) {
+        let end = self.first_sequence + self.records.len() as u64;
+        self.cache
+            .insert(self.shared.id, self.first_sequence, self.records.into());
+        {
+            let mut tail = self.shared.tail.lock();
+            assert_eq!(
+                tail.next_sequence, self.first_sequence,
+                "the durable tail advances contiguously"
+            );
+            assert!(end > tail.next_sequence, "the durable tail never regresses");
+            tail.next_sequence = end;
+            tail.last_arrival_ms = Some(self.arrival_ms);
+        }
+        self.shared.durable.send_replace(end);
+        for (reply, first_sequence) in self.appends {
+            let ack = AppendAck {
+                first_sequence,
+                arrival_ms: self.arrival_ms,
+            };
+            let _ = reply.send(Ok((ack, published_at)));
+        }
+    }
+
+    pub fn fail(self, error: &StorageError) {
+        for (reply, _) in self.appends {
+            let _ = reply.send(Err(error.duplicate()));
+        }
+    }
 }
 
 pub(crate) struct Writer {
@@ -112,8 +159,13 @@ impl Writer {
                         (&mut in_flight.front_mut().expect("guarded by the branch condition").done).await
                     }, if !in_flight.is_empty() => {
                         let batch = in_flight.pop_front().expect("guarded by the branch condition");
-                        let result = result.unwrap_or(Err(StorageError::Closed));
-                        complete(&shared, &cache, &metrics, &mut next_sequence, batch, result);
+                        // A journal that exited dropped the batch with its replies.
+                        if let Ok(Err((error, failed))) = result {
+                            // Later batches already numbered after this one will be
+                            // rejected by the journal; new ones reuse these sequences.
+                            next_sequence = next_sequence.min(batch.first_sequence);
+                            failed.fail(&error);
+                        }
                         continue;
                     }
                     command = mailbox.recv(), if accepting && mailbox_open => {
@@ -166,6 +218,7 @@ impl Writer {
                     }
                     let batch = submit(
                         &shared,
+                        &cache,
                         &journal,
                         sealed,
                         &mut next_sequence,
@@ -187,7 +240,8 @@ impl Writer {
 
 /// Numbers and encodes one batch and hands it to the journal.
 async fn submit(
-    shared: &LogShared,
+    shared: &Arc<LogShared>,
+    cache: &Arc<RecordCache>,
     journal: &mpsc::Sender<JournalCommand>,
     sealed: bool,
     next_sequence: &mut u64,
@@ -207,10 +261,11 @@ async fn submit(
         }
         if append.is_empty() {
             // Nothing to make durable; it gets the position it would have had.
-            let _ = reply.send(Ok(AppendAck {
+            let ack = AppendAck {
                 first_sequence: sequence,
                 arrival_ms,
-            }));
+            };
+            let _ = reply.send(Ok((ack, Instant::now())));
             continue;
         }
         acks.push((reply, sequence));
@@ -224,29 +279,6 @@ async fn submit(
     }
     let frame = format::encode_frame(shared.id, first_sequence, arrival_ms, records.iter());
     let header = format::decode_frame_header(&frame).expect("a frame we just encoded decodes");
-    let (done_tx, done) = oneshot::channel();
-    let submission = Submission {
-        log: shared.id,
-        header,
-        frame,
-        reply: done_tx,
-        appends: acks.len() as u64,
-        submitted_at: Instant::now(),
-        taken_at: None,
-    };
-    if journal
-        .send(JournalCommand::Append(submission))
-        .await
-        .is_err()
-    {
-        for (reply, _) in acks {
-            let _ = reply.send(Err(StorageError::Closed));
-        }
-        return None;
-    }
-    assert!(sequence > *next_sequence, "sequences only grow");
-    *next_sequence = sequence;
-    *last_arrival_ms = arrival_ms;
     let records = records
         .into_iter()
         .enumerate()
@@ -258,58 +290,36 @@ async fn submit(
             flags: r.flags,
         })
         .collect();
+    let (done_tx, done) = oneshot::channel();
+    let submission = Submission {
+        log: shared.id,
+        header,
+        frame,
+        batch: Batch {
+            shared: shared.clone(),
+            cache: cache.clone(),
+            first_sequence,
+            arrival_ms,
+            records,
+            appends: acks,
+        },
+        reply: done_tx,
+        submitted_at: Instant::now(),
+        taken_at: None,
+    };
+    if let Err(mpsc::error::SendError(command)) =
+        journal.send(JournalCommand::Append(submission)).await
+    {
+        if let JournalCommand::Append(submission) = command {
+            submission.batch.fail(&StorageError::Closed);
+        }
+        return None;
+    }
+    assert!(sequence > *next_sequence, "sequences only grow");
+    *next_sequence = sequence;
+    *last_arrival_ms = arrival_ms;
     Some(InFlight {
         first_sequence,
-        arrival_ms,
-        records,
-        appends: acks,
         done,
     })
-}
-
-/// Publishes (or fails) one batch the journal has finished with.
-fn complete(
-    shared: &LogShared,
-    cache: &RecordCache,
-    metrics: &Metrics,
-    next_sequence: &mut u64,
-    batch: InFlight,
-    result: Result<Instant, StorageError>,
-) {
-    match result {
-        Ok(published_at) => {
-            metrics.append_waited(
-                AppendStage::Completion,
-                published_at.elapsed(),
-                batch.appends.len() as u64,
-            );
-            let end = batch.first_sequence + batch.records.len() as u64;
-            cache.insert(shared.id, batch.first_sequence, batch.records.into());
-            {
-                let mut tail = shared.tail.lock();
-                assert_eq!(
-                    tail.next_sequence, batch.first_sequence,
-                    "the durable tail advances contiguously"
-                );
-                assert!(end > tail.next_sequence, "the durable tail never regresses");
-                tail.next_sequence = end;
-                tail.last_arrival_ms = Some(batch.arrival_ms);
-            }
-            shared.durable.send_replace(end);
-            for (reply, first_sequence) in batch.appends {
-                let _ = reply.send(Ok(AppendAck {
-                    first_sequence,
-                    arrival_ms: batch.arrival_ms,
-                }));
-            }
-        }
-        Err(error) => {
-            // Later batches already numbered after this one will be rejected by the
-            // journal; new ones reuse these sequences.
-            *next_sequence = (*next_sequence).min(batch.first_sequence);
-            for (reply, _) in batch.appends {
-                let _ = reply.send(Err(error.duplicate()));
-            }
-        }
-    }
 }
