@@ -4,9 +4,9 @@
 //! whatever is queued from all logs into one journal *unit* (one group commit), writes it
 //! with one positional write, makes it durable with ONE `fdatasync`, then copies each frame
 //! into its log's active segment (page cache only, no fsync), updates the sparse index, and
-//! only then completes the submissions. So when a writer acknowledges, the records are
-//! durable in the journal *and* readable from the segment file: readers never need the
-//! journal.
+//! only then publishes each batch (cache, durable tail, the appends' acknowledgements;
+//! `writer::Batch`). So when an append is acknowledged, its records are durable in the
+//! journal *and* readable from the segment file: readers never need the journal.
 //!
 //! Under concurrent appends the group commits are pipelined: when more is queued once a
 //! unit is written, its `fdatasync` runs on the sync thread (`syncer.rs`) while this thread
