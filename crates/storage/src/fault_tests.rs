@@ -363,8 +363,8 @@ async fn pipelined_group_commits_lose_nothing_acknowledged() {
     assert_eq!(acked.len(), 16 * 150);
     let metrics = store.metrics();
     assert!(
-        metrics.pipelined_syncs > 0 && metrics.checkpoints > 0,
-        "the load must reach the sync thread and checkpoints: {metrics:?}"
+        metrics.pipelined_syncs > 0 && metrics.checkpoints > 0 && metrics.segment_runs > 0,
+        "the load must reach the sync thread, checkpoints and segment runs: {metrics:?}"
     );
     drop(store); // crash
     assert_recovered(dir.path(), &acked).await;

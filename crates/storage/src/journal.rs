@@ -209,6 +209,7 @@ pub(crate) struct Metrics {
     pub journal_syncs: AtomicU64,
     pub journal_sync_nanos: AtomicU64,
     pub pipelined_syncs: AtomicU64,
+    pub segment_runs: AtomicU64,
     /// Per `crate::JOURNAL_SYNC_BUCKETS_SECONDS` bound, plus the overflow bucket.
     pub journal_sync_buckets: [AtomicU64; crate::JOURNAL_SYNC_BUCKETS_SECONDS.len() + 1],
     pub journal_bytes: AtomicU64,
@@ -297,17 +298,31 @@ impl LogFiles {
         header: &FrameHeader,
         frame: &[u8],
     ) -> std::io::Result<()> {
-        self.roll_if_full(layer, config, metrics, frame.len() as u64)?;
+        let offset = self.write_at_end(layer, config, metrics, frame)?;
+        self.publish_frame(offset, header);
+        Ok(())
+    }
+
+    /// Writes `frames` (one or more whole frames) at the end of the active segment, rolling
+    /// first if they do not fit, and returns where they start. Not visible until each
+    /// frame is published (`publish_frame`), in order.
+    fn write_at_end(
+        &mut self,
+        layer: &dyn WriteLayer,
+        config: &StoreConfig,
+        metrics: &Metrics,
+        frames: &[u8],
+    ) -> std::io::Result<u64> {
+        self.roll_if_full(layer, config, metrics, frames.len() as u64)?;
         let offset = self.active_len();
         let file = self.active_file()?;
-        if let Err(e) = layer.write_all_at(&file, frame, offset) {
+        if let Err(e) = layer.write_all_at(&file, frames, offset) {
             // Best effort: the caller fences anyway, and recovery truncates torn frames.
             let _ = layer.set_len(&file, offset);
             return Err(e);
         }
         self.unflushed = true;
-        self.publish_frame(offset, header);
-        Ok(())
+        Ok(offset)
     }
 
     /// Writes this log's frames of one group commit at the end of its active segment
@@ -360,6 +375,11 @@ impl LogFiles {
             .expect("a log always has an active segment")
             .path
             .clone()
+    }
+
+    /// Whether `incoming` bytes fit the active segment without a roll.
+    fn fits(&self, incoming: u64, config: &StoreConfig) -> bool {
+        self.active_len() + incoming <= config.segment_bytes_max
     }
 
     fn roll_if_full(
@@ -729,6 +749,66 @@ pub(crate) struct Journal {
     /// Units written but not yet published or failed: a checkpoint needs none (it notes
     /// every log's end as in the segments, and starts a new journal).
     unpublished: usize,
+}
+
+/// The frames one log has in a group commit, copied to its segment with one write: under
+/// concurrent appends a unit often carries several frames of a log (one per writer batch
+/// in flight), and each would otherwise be a `pwrite` of its own on the journal thread,
+/// whose time every append waits for.
+struct SegmentRun {
+    bytes: Vec<u8>,
+    lens: Vec<u64>,
+    /// Where each frame landed, once written; taken as each is published.
+    offsets: std::collections::VecDeque<u64>,
+}
+
+impl SegmentRun {
+    /// Runs of at most this many bytes are gathered: beyond it the copy into one buffer
+    /// costs about what the saved syscalls do.
+    const BYTES_MAX: usize = 256 << 10;
+
+    /// The runs worth gathering: logs with two or more frames copied (not placed) in
+    /// `accepted`, in their order.
+    fn gather(
+        accepted: &[Submission],
+        placed: &HashMap<LogId, PlacedFrames>,
+    ) -> HashMap<LogId, SegmentRun> {
+        let mut sizes: HashMap<LogId, (usize, usize)> = HashMap::new();
+        for submission in accepted {
+            if !placed.contains_key(&submission.log) {
+                let size = sizes.entry(submission.log).or_default();
+                size.0 += 1;
+                size.1 += submission.frame.len();
+            }
+        }
+        let mut runs: HashMap<LogId, SegmentRun> = sizes
+            .into_iter()
+            .filter(|&(_, (frames, bytes))| frames > 1 && bytes <= Self::BYTES_MAX)
+            .map(|(log, (frames, bytes))| {
+                let run = SegmentRun {
+                    bytes: Vec::with_capacity(bytes),
+                    lens: Vec::with_capacity(frames),
+                    offsets: std::collections::VecDeque::with_capacity(frames),
+                };
+                (log, run)
+            })
+            .collect();
+        for submission in accepted {
+            if let Some(run) = runs.get_mut(&submission.log) {
+                run.bytes.extend_from_slice(&submission.frame);
+                run.lens.push(submission.frame.len() as u64);
+            }
+        }
+        runs
+    }
+
+    fn place_at(&mut self, start: u64) {
+        let mut offset = start;
+        for len in &self.lens {
+            self.offsets.push_back(offset);
+            offset += len;
+        }
+    }
 }
 
 /// A group commit written to the journal, waiting for its sync.
@@ -1203,12 +1283,42 @@ impl Journal {
         // unit before it failed): its frames would land behind the missing one.
         let mut failure: Option<StorageError> = self.fence_error();
         let published_at = Instant::now();
+        let mut runs = SegmentRun::gather(&unit.accepted, &placed);
         for submission in unit.accepted {
             if failure.is_none() {
                 let files = self.logs.get_mut(&submission.log).expect("accepted above");
+                // A run that would not fit the active segment goes frame by frame, so
+                // segments roll at the size they would without runs.
+                if runs.get(&submission.log).is_some_and(|run| {
+                    run.offsets.is_empty() && !files.fits(run.bytes.len() as u64, &self.config)
+                }) {
+                    runs.remove(&submission.log);
+                }
                 if let Some(placed) = placed.get_mut(&submission.log) {
                     let offset = placed.offsets.next().expect("one offset per placed frame");
                     files.publish_frame(offset, &submission.header);
+                } else if let Some(run) = runs.get_mut(&submission.log) {
+                    let written = if run.offsets.is_empty() {
+                        files
+                            .write_at_end(&*self.layer, &self.config, &self.metrics, &run.bytes)
+                            .map(|start| {
+                                self.metrics.segment_runs.fetch_add(1, Ordering::Relaxed);
+                                run.place_at(start);
+                            })
+                    } else {
+                        Ok(())
+                    };
+                    match written {
+                        Ok(()) => {
+                            let offset = run.offsets.pop_front().expect("one offset per frame");
+                            files.publish_frame(offset, &submission.header);
+                        }
+                        Err(e) => {
+                            let path = files.shared.dir.clone();
+                            self.fence(format!("segment write in {} failed: {e}", path.display()));
+                            failure = Some(StorageError::io(&path, e));
+                        }
+                    }
                 } else if let Err(e) = files.append_frame(
                     &*self.layer,
                     &self.config,
