@@ -1282,7 +1282,6 @@ impl Journal {
         // A unit synced after a later failure fenced the store (a segment write of the
         // unit before it failed): its frames would land behind the missing one.
         let mut failure: Option<StorageError> = self.fence_error();
-        let published_at = Instant::now();
         let mut runs = SegmentRun::gather(&unit.accepted, &placed);
         for submission in unit.accepted {
             if failure.is_none() {
@@ -1333,6 +1332,8 @@ impl Journal {
             }
             match &failure {
                 None => {
+                    // After the segment copy: the group commit stage includes it.
+                    let published_at = Instant::now();
                     if let Some(taken_at) = submission.taken_at {
                         self.metrics.append_waited(
                             AppendStage::GroupCommit,
