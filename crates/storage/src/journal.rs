@@ -763,8 +763,9 @@ struct SegmentRun {
 }
 
 impl SegmentRun {
-    /// Runs of at most this many bytes are gathered: beyond it the copy into one buffer
-    /// costs about what the saved syscalls do.
+    /// Runs of at most this many bytes are gathered, bounding the copy into one buffer.
+    /// Chosen, not tuned: runs measured so far were of small frames (PutRecord), and
+    /// PutRecords of 1 KiB records were unchanged with it (BENCHMARKS.md, round 7).
     const BYTES_MAX: usize = 256 << 10;
 
     /// The runs worth gathering: logs with two or more frames copied (not placed) in
