@@ -43,7 +43,6 @@ pub fn s3_config(
         )
 }
 
-/// Processing that only appends a newline to every record (objects of JSON lines).
 /// PutRecordBatch that must accept every record.
 async fn put_batch(
     client: &aws_sdk_firehose::Client,
@@ -61,6 +60,7 @@ async fn put_batch(
     put
 }
 
+/// Processing that only appends a newline to every record (objects of JSON lines).
 fn newline_processing() -> ProcessingConfiguration {
     ProcessingConfiguration::builder()
         .enabled(true)
