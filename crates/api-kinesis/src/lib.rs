@@ -29,6 +29,7 @@ pub use subscribe::EventFrames;
 #[derive(Clone)]
 pub struct KinesisApi {
     streams: Streams,
+    series: std::sync::Arc<handlers::telemetry::SeriesCache>,
 }
 
 /// Decodes and validates an input, runs the handler, encodes the output (or nothing for
@@ -62,7 +63,10 @@ impl Outcome for () {
 
 impl KinesisApi {
     pub fn new(streams: Streams) -> Self {
-        Self { streams }
+        Self {
+            streams,
+            series: Default::default(),
+        }
     }
 
     pub fn streams(&self) -> &Streams {
@@ -94,6 +98,7 @@ impl KinesisApi {
         use Operation::*;
         let h = handlers::Handlers {
             streams: &self.streams,
+            series: &self.series,
         };
         match operation {
             AddTagsToStream => run(protocol, body, async |i| h.add_tags_to_stream(i).await).await,

@@ -12,6 +12,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use millstream_api_kinesis::{KinesisApi, KinesisError, Operation, TARGET_PREFIX};
+use millstream_aws_protocol::error::status_for_code;
 use millstream_aws_protocol::literals::{HEADER_AMZ_TARGET, HEADER_REQUEST_ID};
 use millstream_aws_protocol::sigv4::{self, Mode};
 use millstream_aws_protocol::{EncodedError, Protocol};
@@ -164,8 +165,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     // response comes back (success, AWS error, event stream) and every log line of the
     // request carry the same id, so a client's report can be matched to the server's logs.
     let request_id = uuid::Uuid::new_v4().to_string();
-    let span = tracing::info_span!("request", request_id = %request_id);
-    let mut response = handle(&state, request).instrument(span).await;
+    // A debug-level span: enabled, it costs every request the formatting of its field, ~4 %
+    // of PutRecord throughput at 32 connections (BENCHMARKS.md, round 8). The line a failed
+    // request writes carries `request_id` itself, so at the default level an id from a
+    // client's report still finds it; with debug logging on, every line of the request does.
+    let span = tracing::debug_span!("request", request_id = %request_id);
+    let mut response = handle(&state, request, &request_id).instrument(span).await;
     response.headers_mut().insert(
         HEADER_REQUEST_ID,
         HeaderValue::from_str(&request_id).expect("a UUID is ASCII"),
@@ -176,7 +181,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     response
 }
 
-async fn handle(state: &AppState, request: Request) -> Response {
+async fn handle(state: &AppState, request: Request, request_id: &str) -> Response {
     let (parts, body) = request.into_parts();
     let content_type = parts
         .headers
@@ -228,7 +233,7 @@ async fn handle(state: &AppState, request: Request) -> Response {
         return match Box::pin(state.firehose.handle(operation, protocol, &body)).await {
             Ok(body) => success(protocol, body),
             Err(err) => {
-                tracing::debug!(?operation, code = err.code, message = ?err.message, "request failed");
+                log_failure(request_id, &operation, err.code, &err.message);
                 encoded_response(err.encode(protocol))
             }
         };
@@ -249,8 +254,95 @@ async fn handle(state: &AppState, request: Request) -> Response {
     match state.kinesis.handle(operation, protocol, &body).await {
         Ok(body) => success(protocol, body),
         Err(err) => {
-            tracing::debug!(?operation, code = err.code, message = ?err.message, "request failed");
+            log_failure(request_id, &operation, err.code, &err.message);
             encoded_response(err.encode(protocol))
         }
+    }
+}
+
+/// A server fault is logged as an error, a client's mistake at debug level; both carry the
+/// request id, which the `request` span gives the other lines only at debug level.
+fn log_failure(
+    request_id: &str,
+    operation: &dyn std::fmt::Debug,
+    code: &str,
+    message: &Option<String>,
+) {
+    if status_for_code(code).is_server_error() {
+        tracing::error!(request_id, ?operation, code, ?message, "request failed");
+    } else {
+        tracing::debug!(request_id, ?operation, code, ?message, "request failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    use super::log_failure;
+
+    /// An event's level and its `request_id` field.
+    type Logged = (Level, Option<String>);
+
+    /// Keeps every event's level and `request_id` field.
+    #[derive(Clone, Default)]
+    struct Events(Arc<Mutex<Vec<Logged>>>);
+
+    struct RequestId(Option<String>);
+
+    impl Visit for RequestId {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "request_id" {
+                self.0 = Some(value.to_string());
+            }
+        }
+        fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    }
+
+    impl Subscriber for Events {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut id = RequestId(None);
+            event.record(&mut id);
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), id.0));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn a_server_fault_is_an_error_line_and_a_client_mistake_a_debug_line_both_with_the_request_id()
+    {
+        let events = Events::default();
+        tracing::subscriber::with_default(events.clone(), || {
+            log_failure("id-500", &"PutRecord", "InternalFailure", &None);
+            log_failure(
+                "id-400",
+                &"PutRecord",
+                "ResourceNotFoundException",
+                &Some("Stream s under account 000000000000 not found.".into()),
+            );
+        });
+        assert_eq!(
+            *events.0.lock().unwrap(),
+            [
+                (Level::ERROR, Some("id-500".to_string())),
+                (Level::DEBUG, Some("id-400".to_string())),
+            ]
+        );
     }
 }
