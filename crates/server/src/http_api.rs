@@ -212,6 +212,12 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         Mode::Strict(&state.credentials)
     };
     if let Err(err) = sigv4::verify(&parts, &body, SystemTime::now(), mode) {
+        log_failure(
+            request_id,
+            &"authentication",
+            err.code,
+            &Some(err.message.clone()),
+        );
         return encoded_response(err.to_response(protocol));
     }
     let target = parts
@@ -248,7 +254,10 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
     if operation == Operation::SubscribeToShard {
         return match state.kinesis.subscribe_to_shard(protocol, &body).await {
             Ok(frames) => event_stream_response(frames),
-            Err(err) => encoded_response(err.encode(protocol)),
+            Err(err) => {
+                log_failure(request_id, &operation, err.code, &err.message);
+                encoded_response(err.encode(protocol))
+            }
         };
     }
     match state.kinesis.handle(operation, protocol, &body).await {
