@@ -157,6 +157,59 @@ fn incomplete_header_lists_every_missing_part() {
 }
 
 #[test]
+fn the_credential_scope_needs_five_parts_ending_in_aws4_request() {
+    let with_credential = |credential: &str| {
+        request(
+            Some(&format!(
+                "AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature=00"
+            )),
+            "x",
+        )
+    };
+    for (credential, region) in [
+        ("AKID/20260101/us-east-1/kinesis", "us-east-1"),
+        (
+            "AKID/20260101/eu-west-1/kinesis/aws4_request/extra",
+            "eu-west-1",
+        ),
+        ("AKID/20260101", ""),
+    ] {
+        let err = verify(&with_credential(credential), b"", at(0), Mode::PresenceOnly).unwrap_err();
+        assert_eq!(err.code, "IncompleteSignatureException", "{credential}");
+        assert_eq!(
+            err.message,
+            format!("Credential should be scoped to a valid region, not '{region}'. "),
+            "{credential}"
+        );
+    }
+    let err = verify(
+        &with_credential("AKID/20260101/us-east-1/kinesis/aws4_other"),
+        b"",
+        at(0),
+        Mode::PresenceOnly,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.message,
+        "Credential should be scoped with a valid terminator: 'aws4_request', not 'aws4_other'. "
+    );
+
+    // A repeated parameter counts with its last value.
+    let parts = request(
+        Some(
+            "AWS4-HMAC-SHA256 Credential=FIRST/20260101/us-east-1/kinesis/aws4_request, \
+             Credential=SECOND/20260101/us-west-2/kinesis/aws4_request, SignedHeaders=host, Signature=00",
+        ),
+        "x",
+    );
+    let identity = verify(&parts, b"", at(0), Mode::PresenceOnly).unwrap();
+    assert_eq!(
+        (identity.access_key_id.as_str(), identity.region.as_str()),
+        ("SECOND", "us-west-2")
+    );
+}
+
+#[test]
 fn query_auth_is_checked_for_presence_and_conflicts() {
     let parts = http::Request::builder()
         .method("POST")

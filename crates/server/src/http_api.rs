@@ -162,18 +162,20 @@ async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Respo
     }
     let cross_origin = request.headers().contains_key(header::ORIGIN);
     // One id per request, generated here only: the `x-amzn-RequestId` header of whatever
-    // response comes back (success, AWS error, event stream) and every log line of the
-    // request carry the same id, so a client's report can be matched to the server's logs.
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // response comes back (success, AWS error, event stream) and the request's log lines
+    // carry the same id, so a client's report can be matched to the server's logs. Encoded
+    // on the stack: it is copied into the header anyway.
+    let mut encoded = uuid::Uuid::encode_buffer();
+    let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut encoded);
     // A debug-level span: enabled, it costs every request the formatting of its field, ~4 %
     // of PutRecord throughput at 32 connections (BENCHMARKS.md, round 8). The line a failed
     // request writes carries `request_id` itself, so at the default level an id from a
     // client's report still finds it; with debug logging on, every line of the request does.
     let span = tracing::debug_span!("request", request_id = %request_id);
-    let mut response = handle(&state, request, &request_id).instrument(span).await;
+    let mut response = handle(&state, request, request_id).instrument(span).await;
     response.headers_mut().insert(
         HEADER_REQUEST_ID,
-        HeaderValue::from_str(&request_id).expect("a UUID is ASCII"),
+        HeaderValue::from_str(request_id).expect("a UUID is ASCII"),
     );
     if cross_origin {
         add_cors(&mut response);
