@@ -789,10 +789,11 @@ pub(crate) mod telemetry {
 
     /// Every stream's series handles, looked up by stream name once per request instead of
     /// once per series: each `counter!` hashes its key and searches the recorder's registry
-    /// (and clones the stream name into a label), and a PutRecord records five series;
-    /// cached, they cost ~4 us less server CPU per PutRecord (BENCHMARKS.md, round 8). The
-    /// recorder never drops a series, so a handle stays valid after its stream is deleted
-    /// (a stream created again under the name reports into the same series, as before).
+    /// (and clones the stream name into a label), and a PutRecord records five series; not
+    /// recording them at all saved ~4 us of server CPU per PutRecord (BENCHMARKS.md, round
+    /// 8, the upper bound measured before this cache). The recorder never drops a series,
+    /// so a handle stays valid after its stream is deleted (a stream created again under
+    /// the name reports into the same series, as before).
     #[derive(Default)]
     pub(crate) struct SeriesCache(RwLock<HashMap<String, Arc<StreamSeries>>>);
 

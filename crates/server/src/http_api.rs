@@ -214,12 +214,7 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         Mode::Strict(&state.credentials)
     };
     if let Err(err) = sigv4::verify(&parts, &body, SystemTime::now(), mode) {
-        log_failure(
-            request_id,
-            &"authentication",
-            err.code,
-            &Some(err.message.clone()),
-        );
+        log_failure(request_id, &"authentication", err.code, Some(&err.message));
         return encoded_response(err.to_response(protocol));
     }
     let target = parts
@@ -241,7 +236,7 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         return match Box::pin(state.firehose.handle(operation, protocol, &body)).await {
             Ok(body) => success(protocol, body),
             Err(err) => {
-                log_failure(request_id, &operation, err.code, &err.message);
+                log_failure(request_id, &operation, err.code, err.message.as_deref());
                 encoded_response(err.encode(protocol))
             }
         };
@@ -257,7 +252,7 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         return match state.kinesis.subscribe_to_shard(protocol, &body).await {
             Ok(frames) => event_stream_response(frames),
             Err(err) => {
-                log_failure(request_id, &operation, err.code, &err.message);
+                log_failure(request_id, &operation, err.code, err.message.as_deref());
                 encoded_response(err.encode(protocol))
             }
         };
@@ -265,7 +260,7 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
     match state.kinesis.handle(operation, protocol, &body).await {
         Ok(body) => success(protocol, body),
         Err(err) => {
-            log_failure(request_id, &operation, err.code, &err.message);
+            log_failure(request_id, &operation, err.code, err.message.as_deref());
             encoded_response(err.encode(protocol))
         }
     }
@@ -277,7 +272,7 @@ fn log_failure(
     request_id: &str,
     operation: &dyn std::fmt::Debug,
     code: &str,
-    message: &Option<String>,
+    message: Option<&str>,
 ) {
     if status_for_code(code).is_server_error() {
         tracing::error!(request_id, ?operation, code, ?message, "request failed");
@@ -340,12 +335,12 @@ mod tests {
     {
         let events = Events::default();
         tracing::subscriber::with_default(events.clone(), || {
-            log_failure("id-500", &"PutRecord", "InternalFailure", &None);
+            log_failure("id-500", &"PutRecord", "InternalFailure", None);
             log_failure(
                 "id-400",
                 &"PutRecord",
                 "ResourceNotFoundException",
-                &Some("Stream s under account 000000000000 not found.".into()),
+                Some("Stream s under account 000000000000 not found."),
             );
         });
         assert_eq!(
