@@ -9,13 +9,17 @@
 //! tail (asserting it is contiguous), publishes it on the watch, then acknowledges the
 //! appends. Readers therefore never see a sequence that is not durable and readable.
 //! Publishing there rather than here spares every append a wake-up of this task between
-//! the journal and the append's own task (BENCHMARKS.md, round 7); this task still hears
-//! each frame's outcome, off the appends' path, to free its pipeline slot; a failed batch
-//! comes back here to be failed after the rewind below.
+//! the journal and the append's own task (BENCHMARKS.md, round 7). This task still hears
+//! each frame's outcome, to free its pipeline slot, but reads it only when it numbers the
+//! next batch or has no slot left: while it has free slots it waits on its mailbox alone,
+//! so a durable frame does not wake it at all.
 //!
-//! On a failed batch the task rewinds its sequence counter to the batch's first sequence;
-//! the journal rejects the later batches already numbered after it (see `journal.rs`), so
-//! sequences stay gap-free.
+//! On a failed batch (the journal fails its appends, after telling this task) the task
+//! rewinds its sequence counter to the batch's first sequence; the journal rejects the
+//! later batches already numbered after it (see `journal.rs`), so sequences stay gap-free.
+//! Those rejections do not rewind again: each batch carries the number of rewinds before
+//! it was numbered, and only a batch numbered since the last rewind can move the counter
+//! (a batch numbered after the rewind may already be accepted past the rejected ones).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,11 +34,10 @@ use crate::{AppendAck, AppendRecord, AppendStage, LogShared, StorageError, Store
 
 /// Bounded mailbox: a full mailbox makes `append` wait (backpressure), it never grows.
 pub(crate) const MAILBOX_CAPACITY: usize = 1024;
-/// Frames of one log in the journal at once. This task frees a slot only once it hears a
-/// frame's outcome, one thread wake-up after the appends did (the journal publishes), so
-/// with 4 slots appends waited ~230 us here at 32 connections; with 16, ~40 us. More frames
-/// per group commit cost no extra segment writes (`journal::SegmentRun`). BENCHMARKS.md,
-/// round 7.
+/// Frames of one log in the journal at once. When this task woke up to hear each frame's
+/// outcome (one thread wake-up after the appends did), appends waited ~230 us here at 32
+/// connections with 4 slots, ~40 us with 16. More frames per group commit cost no extra
+/// segment writes (`journal::SegmentRun`). BENCHMARKS.md, round 7.
 const PIPELINE_DEPTH: usize = 16;
 /// Batching stops at this many bytes (a larger single append still goes alone).
 pub(crate) const BATCH_BYTES_MAX: usize = 4 << 20;
@@ -57,7 +60,55 @@ pub(crate) type AckSender = oneshot::Sender<Result<(AppendAck, Instant), Storage
 
 struct InFlight {
     first_sequence: u64,
-    done: oneshot::Receiver<Result<(), (StorageError, Batch)>>,
+    /// `Pipeline::rewinds` when this batch was numbered.
+    rewinds: u64,
+    done: oneshot::Receiver<Result<(), StorageError>>,
+}
+
+/// The batches of this log in the journal, oldest first, and the numbering they imply.
+struct Pipeline {
+    in_flight: VecDeque<InFlight>,
+    next_sequence: u64,
+    rewinds: u64,
+}
+
+impl Pipeline {
+    /// Takes the outcomes the journal has already sent, oldest first, without waiting.
+    fn reap(&mut self) {
+        while let Some(front) = self.in_flight.front_mut() {
+            let outcome = match front.done.try_recv() {
+                Ok(outcome) => outcome,
+                Err(oneshot::error::TryRecvError::Empty) => return,
+                // A journal that exited dropped the batch with its replies.
+                Err(oneshot::error::TryRecvError::Closed) => Ok(()),
+            };
+            self.settle(outcome);
+        }
+    }
+
+    /// Waits for the oldest batch's outcome.
+    async fn settle_oldest(&mut self) {
+        let front = self
+            .in_flight
+            .front_mut()
+            .expect("called with a batch in flight");
+        let outcome = (&mut front.done).await.unwrap_or(Ok(()));
+        self.settle(outcome);
+    }
+
+    fn settle(&mut self, outcome: Result<(), StorageError>) {
+        let batch = self
+            .in_flight
+            .pop_front()
+            .expect("an outcome is for the oldest batch");
+        if outcome.is_err() && batch.rewinds == self.rewinds {
+            // New batches reuse the failed one's sequences; the ones already numbered
+            // after it are rejected by the journal (and settle here without rewinding).
+            debug_assert!(batch.first_sequence < self.next_sequence);
+            self.next_sequence = batch.first_sequence;
+            self.rewinds += 1;
+        }
+    }
 }
 
 /// A numbered batch on its way through the journal: published there, or handed back here
@@ -129,10 +180,14 @@ impl Writer {
             journal,
             cache,
             metrics,
-            mut next_sequence,
+            next_sequence,
             mut last_arrival_ms,
         } = self;
-        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut pipeline = Pipeline {
+            in_flight: VecDeque::new(),
+            next_sequence,
+            rewinds: 0,
+        };
         let mut stashed: Option<WriterCommand> = None;
         let mut seals: Vec<oneshot::Sender<Result<u64, StorageError>>> = Vec::new();
         let mut stop: Option<oneshot::Sender<()>> = None;
@@ -140,45 +195,36 @@ impl Writer {
         let mut sealed = shared.tail.lock().sealed;
 
         loop {
-            if in_flight.is_empty() {
+            pipeline.reap();
+            if pipeline.in_flight.is_empty() {
                 if !seals.is_empty() {
                     // Everything queued before the seal is resolved: the tail is final.
                     sealed = true;
                     shared.tail.lock().sealed = true;
                     for reply in seals.drain(..) {
-                        let _ = reply.send(Ok(next_sequence));
+                        let _ = reply.send(Ok(pipeline.next_sequence));
                     }
                 }
                 if stop.is_some() || (!mailbox_open && stashed.is_none()) {
                     break;
                 }
             }
-            let accepting = in_flight.len() < PIPELINE_DEPTH && seals.is_empty() && stop.is_none();
+            let accepting =
+                pipeline.in_flight.len() < PIPELINE_DEPTH && seals.is_empty() && stop.is_none();
             let command = if accepting && stashed.is_some() {
                 stashed.take()
-            } else {
-                tokio::select! {
-                    biased;
-                    result = async {
-                        (&mut in_flight.front_mut().expect("guarded by the branch condition").done).await
-                    }, if !in_flight.is_empty() => {
-                        let batch = in_flight.pop_front().expect("guarded by the branch condition");
-                        // A journal that exited dropped the batch with its replies.
-                        if let Ok(Err((error, failed))) = result {
-                            // Later batches already numbered after this one will be
-                            // rejected by the journal; new ones reuse these sequences.
-                            next_sequence = next_sequence.min(batch.first_sequence);
-                            failed.fail(&error);
-                        }
-                        continue;
-                    }
-                    command = mailbox.recv(), if accepting && mailbox_open => {
-                        if command.is_none() {
-                            mailbox_open = false;
-                        }
-                        command
-                    }
+            } else if accepting && mailbox_open {
+                let command = mailbox.recv().await;
+                if command.is_none() {
+                    mailbox_open = false;
                 }
+                command
+            } else {
+                // No slot, a seal or stop waiting for what is in flight, or no more mail.
+                if !pipeline.in_flight.is_empty() {
+                    pipeline.settle_oldest().await;
+                }
+                continue;
             };
             let Some(command) = command else { continue };
             match command {
@@ -220,19 +266,19 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    let batch = submit(
+                    // A failure the journal reported since the loop's reap must rewind
+                    // the numbering before this batch is numbered.
+                    pipeline.reap();
+                    submit(
                         &shared,
                         &cache,
                         &journal,
                         sealed,
-                        &mut next_sequence,
+                        &mut pipeline,
                         &mut last_arrival_ms,
                         appends,
                     )
                     .await;
-                    if let Some(batch) = batch {
-                        in_flight.push_back(batch);
-                    }
                 }
             }
         }
@@ -248,13 +294,13 @@ async fn submit(
     cache: &Arc<RecordCache>,
     journal: &mpsc::Sender<JournalCommand>,
     sealed: bool,
-    next_sequence: &mut u64,
+    pipeline: &mut Pipeline,
     last_arrival_ms: &mut u64,
     appends: Vec<(Vec<AppendRecord>, AckSender)>,
-) -> Option<InFlight> {
+) {
     // Clamped so arrival never decreases within the log, whatever the wall clock does.
     let arrival_ms = now_ms().max(*last_arrival_ms);
-    let first_sequence = *next_sequence;
+    let first_sequence = pipeline.next_sequence;
     let mut sequence = first_sequence;
     let mut acks = Vec::with_capacity(appends.len());
     let mut records = Vec::new();
@@ -279,7 +325,7 @@ async fn submit(
         }
     }
     if records.is_empty() {
-        return None;
+        return;
     }
     let frame = format::encode_frame(shared.id, first_sequence, arrival_ms, records.iter());
     let header = format::decode_frame_header(&frame).expect("a frame we just encoded decodes");
@@ -317,13 +363,79 @@ async fn submit(
         if let JournalCommand::Append(submission) = command {
             submission.batch.fail(&StorageError::Closed);
         }
-        return None;
+        return;
     }
-    assert!(sequence > *next_sequence, "sequences only grow");
-    *next_sequence = sequence;
+    assert!(sequence > pipeline.next_sequence, "sequences only grow");
+    pipeline.next_sequence = sequence;
     *last_arrival_ms = arrival_ms;
-    Some(InFlight {
+    pipeline.in_flight.push_back(InFlight {
         first_sequence,
+        rewinds: pipeline.rewinds,
         done,
-    })
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pipeline: &mut Pipeline, len: u64) -> oneshot::Sender<Result<(), StorageError>> {
+        let (tx, done) = oneshot::channel();
+        pipeline.in_flight.push_back(InFlight {
+            first_sequence: pipeline.next_sequence,
+            rewinds: pipeline.rewinds,
+            done,
+        });
+        pipeline.next_sequence += len;
+        tx
+    }
+
+    #[test]
+    fn a_rejection_of_a_batch_numbered_before_the_rewind_does_not_rewind_again() {
+        let mut pipeline = Pipeline {
+            in_flight: VecDeque::new(),
+            next_sequence: 0,
+            rewinds: 0,
+        };
+        let failed = batch(&mut pipeline, 5); // 0..5
+        let doomed = batch(&mut pipeline, 3); // 5..8, numbered after the failed one
+        failed.send(Err(StorageError::Closed)).unwrap();
+        pipeline.reap();
+        assert_eq!(pipeline.next_sequence, 0, "rewound to the failed batch");
+        // A retry is numbered from there, longer than the failed batch, before the journal
+        // rejected the doomed one.
+        let retry = batch(&mut pipeline, 7); // 0..7
+        doomed.send(Err(StorageError::Closed)).unwrap();
+        retry.send(Ok(())).unwrap();
+        pipeline.reap();
+        assert!(pipeline.in_flight.is_empty());
+        assert_eq!(
+            pipeline.next_sequence, 7,
+            "the retry was accepted at 0..7; rewinding to the doomed batch's 5 would number \
+             the next batch inside it"
+        );
+    }
+
+    #[test]
+    fn outcomes_not_yet_sent_stay_in_flight_in_order() {
+        let mut pipeline = Pipeline {
+            in_flight: VecDeque::new(),
+            next_sequence: 10,
+            rewinds: 0,
+        };
+        let first = batch(&mut pipeline, 1);
+        let second = batch(&mut pipeline, 1);
+        second.send(Ok(())).unwrap();
+        pipeline.reap();
+        assert_eq!(
+            pipeline.in_flight.len(),
+            2,
+            "the oldest decides what is settled"
+        );
+        first.send(Err(StorageError::Closed)).unwrap();
+        pipeline.reap();
+        assert!(pipeline.in_flight.is_empty());
+        assert_eq!(pipeline.next_sequence, 10);
+        assert_eq!(pipeline.rewinds, 1);
+    }
 }
