@@ -7,7 +7,9 @@
 //! durable tail: insertion is in sequence order and eviction takes the oldest, so a hit on
 //! the first wanted record means every later durable record is here too.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -57,32 +59,24 @@ impl RecordCache {
         }
     }
 
+    #[cfg(test)]
     pub fn insert(&self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) {
-        if self.max_bytes == 0 || records.is_empty() {
+        self.insert_many(std::iter::once((log, first_sequence, records)));
+    }
+
+    /// Inserts each log's batch, in order, taking the lock once.
+    pub fn insert_many(
+        &self,
+        batches: impl IntoIterator<Item = (LogId, u64, Arc<[StoredRecord]>)>,
+    ) {
+        if self.max_bytes == 0 {
             return;
         }
-        let bytes = records
-            .iter()
-            .map(|r| (r.key.len() + r.data.len()) as u64 + RECORD_OVERHEAD_BYTES)
-            .sum::<u64>();
         let mut inner = self.inner.lock();
-        let batches = inner.logs.entry(log).or_default();
-        if let Some(last) = batches.back() {
-            let last_end = last.first_sequence + last.records.len() as u64;
-            if last_end != first_sequence {
-                // Not contiguous (cannot happen while the writer is alive; defensive
-                // after delete + re-create): restart this log's run.
-                batches.clear();
-            }
+        for (log, first_sequence, records) in batches {
+            inner.insert(log, first_sequence, records);
+            inner.evict(self.max_bytes);
         }
-        batches.push_back(CachedBatch {
-            first_sequence,
-            records,
-            bytes,
-        });
-        inner.bytes += bytes;
-        inner.order.push_back((log, first_sequence));
-        inner.evict(self.max_bytes);
     }
 
     /// Records `from..until` if the cache holds `from`; `None` sends the reader to disk.
@@ -133,6 +127,33 @@ impl RecordCache {
 }
 
 impl CacheInner {
+    fn insert(&mut self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) {
+        if records.is_empty() {
+            return;
+        }
+        let bytes = records
+            .iter()
+            .map(|r| (r.key.len() + r.data.len()) as u64 + RECORD_OVERHEAD_BYTES)
+            .sum::<u64>();
+        let batches = self.logs.entry(log).or_default();
+        if let Some(last) = batches.back() {
+            let last_end = last.first_sequence + last.records.len() as u64;
+            if last_end != first_sequence {
+                // Not contiguous (cannot happen while the writer is alive; defensive
+                // after delete + re-create): restart this log's run. Its entries in
+                // `order` go stale and are skipped.
+                self.bytes -= batches.drain(..).map(|b| b.bytes).sum::<u64>();
+            }
+        }
+        batches.push_back(CachedBatch {
+            first_sequence,
+            records,
+            bytes,
+        });
+        self.bytes += bytes;
+        self.order.push_back((log, first_sequence));
+    }
+
     fn evict(&mut self, max_bytes: u64) {
         while self.bytes > max_bytes {
             let Some((log, first_sequence)) = self.order.pop_front() else {
@@ -203,5 +224,22 @@ mod tests {
         );
         cache.remove_log(1);
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn a_run_restarted_after_a_gap_gives_back_the_bytes_it_dropped() {
+        let one = 100 + RECORD_OVERHEAD_BYTES;
+        let cache = RecordCache::new(10 * one);
+        cache.insert_many([(1, 0, batch(0, 2, 100)), (2, 0, batch(0, 1, 100))]);
+        assert_eq!(cache.bytes(), 3 * one);
+        cache.insert(1, 7, batch(7, 1, 100));
+        assert_eq!(cache.bytes(), 2 * one, "log 1's old run no longer counts");
+        assert!(cache.read(1, 0, 8, 10, 1000).is_none());
+        assert_eq!(cache.read(1, 7, 8, 10, 1000).unwrap().len(), 1);
+        // The stale order entries of the dropped run are skipped by eviction.
+        for first in 8..20 {
+            cache.insert(1, first, batch(first, 1, 100));
+        }
+        assert_eq!(cache.bytes(), 10 * one);
     }
 }

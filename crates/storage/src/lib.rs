@@ -613,15 +613,18 @@ impl Store {
         let config = Arc::new(config);
         let metrics = Arc::new(Metrics::default());
         let handles = Arc::new(HandleCache::new(READ_HANDLES_MAX));
+        let cache = Arc::new(RecordCache::new(config.cache_bytes_max));
         let journal = {
             let (config, metrics, handles) = (config.clone(), metrics.clone(), handles.clone());
-            tokio::task::spawn_blocking(move || recovery::recover(config, layer, metrics, handles))
-                .await
-                .map_err(|_| StorageError::Closed)??
+            let cache = cache.clone();
+            tokio::task::spawn_blocking(move || {
+                recovery::recover(config, layer, metrics, handles, cache)
+            })
+            .await
+            .map_err(|_| StorageError::Closed)??
         };
         let abandon = journal.abandon.clone();
         let pause = journal.pause.clone();
-        let cache = Arc::new(RecordCache::new(config.cache_bytes_max));
         let (journal_tx, journal_rx) = mpsc::channel(journal::JOURNAL_QUEUE_CAPACITY);
         let mut logs = HashMap::new();
         for (id, files) in &journal.logs {
@@ -632,7 +635,6 @@ impl Store {
                 Arc::new(spawn_writer(
                     shared,
                     journal_tx.clone(),
-                    cache.clone(),
                     metrics.clone(),
                     next,
                     arrival,
@@ -735,7 +737,6 @@ impl Store {
         let handle = spawn_writer(
             shared,
             self.inner.journal.clone(),
-            self.inner.cache.clone(),
             self.inner.metrics.clone(),
             0,
             0,
@@ -1061,7 +1062,6 @@ impl Store {
 fn spawn_writer(
     shared: Arc<LogShared>,
     journal: mpsc::Sender<JournalCommand>,
-    cache: Arc<RecordCache>,
     metrics: Arc<Metrics>,
     next_sequence: u64,
     last_arrival_ms: u64,
@@ -1071,7 +1071,6 @@ fn spawn_writer(
         shared: shared.clone(),
         mailbox,
         journal,
-        cache,
         metrics,
         next_sequence,
         last_arrival_ms,

@@ -38,6 +38,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::cache::RecordCache;
 use crate::format::{self, DecodeError, FILE_HEADER_LEN, FileHeader, UNIT_HEADER_LEN};
 use crate::io::{WriteLayer, sync_dir};
 use crate::journal::{self, Journal, LogFiles, Metrics};
@@ -49,6 +50,7 @@ pub(crate) fn recover(
     layer: Arc<dyn WriteLayer>,
     metrics: Arc<Metrics>,
     handles: Arc<HandleCache>,
+    cache: Arc<RecordCache>,
 ) -> Result<Journal, StorageError> {
     let root = config.data_dir.clone();
     let journal_dir = root.join("journal");
@@ -100,6 +102,7 @@ pub(crate) fn recover(
         layer.clone(),
         metrics,
         handles,
+        cache,
         journal_dir,
         logs_dir.clone(),
         found.file,

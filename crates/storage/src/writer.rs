@@ -27,10 +27,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::RecordCache;
 use crate::format;
 use crate::journal::{JournalCommand, Metrics, Submission};
-use crate::{AppendAck, AppendRecord, AppendStage, LogShared, StorageError, StoredRecord};
+use crate::{AppendAck, AppendRecord, AppendStage, LogId, LogShared, StorageError, StoredRecord};
 
 /// Bounded mailbox: a full mailbox makes `append` wait (backpressure), it never grows.
 pub(crate) const MAILBOX_CAPACITY: usize = 1024;
@@ -115,20 +114,28 @@ impl Pipeline {
 /// to be failed.
 pub(crate) struct Batch {
     shared: Arc<LogShared>,
-    cache: Arc<RecordCache>,
     first_sequence: u64,
     arrival_ms: u64,
     records: Vec<StoredRecord>,
+    /// How many records the batch holds, once `take_records` has taken them.
+    records_len: u64,
     /// Each append's reply and first sequence.
     pub appends: Vec<(AckSender, u64)>,
 }
 
 impl Batch {
-    /// Makes a durable batch readable, then acknowledges its appends.
+    /// The batch's records for the cache, which takes them before `publish` (the journal
+    /// inserts a whole group commit's batches at once).
+    pub fn take_records(&mut self) -> (LogId, u64, Arc<[StoredRecord]>) {
+        self.records_len = self.records.len() as u64;
+        let records = std::mem::take(&mut self.records);
+        (self.shared.id, self.first_sequence, records.into())
+    }
+
+    /// Makes a durable batch readable (its records already cached), then acknowledges
+    /// its appends.
     pub fn publish(self, published_at: Instant) {
-        let end = self.first_sequence + self.records.len() as u64;
-        self.cache
-            .insert(self.shared.id, self.first_sequence, self.records.into());
+        let end = self.first_sequence + self.records_len;
         {
             let mut tail = self.shared.tail.lock();
             assert_eq!(
@@ -160,7 +167,6 @@ pub(crate) struct Writer {
     pub shared: Arc<LogShared>,
     pub mailbox: mpsc::Receiver<WriterCommand>,
     pub journal: mpsc::Sender<JournalCommand>,
-    pub cache: Arc<RecordCache>,
     pub metrics: Arc<Metrics>,
     pub next_sequence: u64,
     pub last_arrival_ms: u64,
@@ -178,7 +184,6 @@ impl Writer {
             shared,
             mut mailbox,
             journal,
-            cache,
             metrics,
             next_sequence,
             mut last_arrival_ms,
@@ -271,7 +276,6 @@ impl Writer {
                     pipeline.reap();
                     submit(
                         &shared,
-                        &cache,
                         &journal,
                         sealed,
                         &mut pipeline,
@@ -291,7 +295,6 @@ impl Writer {
 /// Numbers and encodes one batch and hands it to the journal.
 async fn submit(
     shared: &Arc<LogShared>,
-    cache: &Arc<RecordCache>,
     journal: &mpsc::Sender<JournalCommand>,
     sealed: bool,
     pipeline: &mut Pipeline,
@@ -329,7 +332,7 @@ async fn submit(
     }
     let frame = format::encode_frame(shared.id, first_sequence, arrival_ms, records.iter());
     let header = format::decode_frame_header(&frame).expect("a frame we just encoded decodes");
-    let records = records
+    let records: Vec<StoredRecord> = records
         .into_iter()
         .enumerate()
         .map(|(i, r)| StoredRecord {
@@ -347,9 +350,9 @@ async fn submit(
         frame,
         batch: Batch {
             shared: shared.clone(),
-            cache: cache.clone(),
             first_sequence,
             arrival_ms,
+            records_len: records.len() as u64,
             records,
             appends: acks,
         },

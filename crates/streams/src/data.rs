@@ -1,5 +1,8 @@
 //! The data plane: PutRecord(s), GetShardIterator, GetRecords.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use bytes::Bytes;
 use millstream_storage::{AppendRecord, StorageError, StoredRecord};
 use millstream_types::hash_key::{hash_partition_key, parse_hash_key};
@@ -312,6 +315,10 @@ impl Streams {
             // Group by shard, preserving request order within each group; entries over
             // their shard's quota (when emulated) fail alone, as AWS reports them.
             let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
+            // Where each shard's group is in `groups`: a 500-record request can span
+            // hundreds of shards, and a scan of the groups per record was quadratic.
+            let mut group_of: HashMap<u32, usize> =
+                HashMap::with_capacity(pending.len().min(view.meta.shards.len()));
             for &i in &pending {
                 let routed = view.route(hashes[i]);
                 let size = entries[i].partition_key.len() + entries[i].data.len();
@@ -328,9 +335,12 @@ impl Streams {
                     continue;
                 }
                 let shard = routed.index;
-                match groups.iter_mut().find(|(s, _)| *s == shard) {
-                    Some((_, members)) => members.push(i),
-                    None => groups.push((shard, vec![i])),
+                match group_of.entry(shard) {
+                    Entry::Occupied(at) => groups[*at.get()].1.push(i),
+                    Entry::Vacant(at) => {
+                        at.insert(groups.len());
+                        groups.push((shard, vec![i]));
+                    }
                 }
             }
             let appends = groups.iter().map(|(shard, members)| {
