@@ -579,3 +579,47 @@ async fn append_stage_times_count_every_append_and_fit_inside_its_total() {
         "group commits shorter than their syncs ({sync} ns): {stages:?}"
     );
 }
+
+fn records(n: usize, tag: &str) -> Vec<AppendRecord> {
+    (0..n).map(|i| rec(&format!("{tag}{i}"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_many_answers_each_append_in_order_and_numbers_one_log_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(dir.path())).await.unwrap();
+    for log in 0..3 {
+        store.create_log(log).await.unwrap();
+    }
+    store.append(1, records(2, "before")).await.unwrap();
+    let answers = store
+        .append_many(vec![
+            (0, records(3, "a")),
+            (1, records(1, "b")),
+            (7, records(1, "missing")),
+            (0, records(2, "c")),
+            (2, Vec::new()),
+        ])
+        .await;
+    assert_eq!(answers.len(), 5);
+    assert_eq!(answers[0].as_ref().unwrap().first_sequence, 0);
+    assert_eq!(answers[1].as_ref().unwrap().first_sequence, 2);
+    assert!(matches!(answers[2], Err(StorageError::LogNotFound(7))));
+    assert_eq!(
+        answers[3].as_ref().unwrap().first_sequence,
+        3,
+        "the second append to log 0 follows the first"
+    );
+    assert_eq!(answers[4].as_ref().unwrap().first_sequence, 0);
+    let log0 = store.read(0, 0, 100, usize::MAX).await.unwrap();
+    let data: Vec<_> = log0.iter().map(|r| r.data.clone()).collect();
+    assert_eq!(
+        data,
+        records(3, "a")
+            .into_iter()
+            .chain(records(2, "c"))
+            .map(|r| r.data)
+            .collect::<Vec<_>>()
+    );
+    store.shutdown().await.unwrap();
+}

@@ -343,19 +343,22 @@ impl Streams {
                     }
                 }
             }
-            let appends = groups.iter().map(|(shard, members)| {
-                let log = view.meta.shards[*shard as usize].log_id;
-                let records = members
-                    .iter()
-                    .map(|&i| AppendRecord {
-                        key: Bytes::copy_from_slice(entries[i].partition_key.as_bytes()),
-                        data: entries[i].data.clone(),
-                        flags,
-                    })
-                    .collect();
-                self.inner.store.append(log, records)
-            });
-            let outcomes = futures::future::join_all(appends).await;
+            let appends = groups
+                .iter()
+                .map(|(shard, members)| {
+                    let log = view.meta.shards[*shard as usize].log_id;
+                    let records = members
+                        .iter()
+                        .map(|&i| AppendRecord {
+                            key: Bytes::copy_from_slice(entries[i].partition_key.as_bytes()),
+                            data: entries[i].data.clone(),
+                            flags,
+                        })
+                        .collect();
+                    (log, records)
+                })
+                .collect();
+            let outcomes = self.inner.store.append_many(appends).await;
             let mut resealed = Vec::new();
             for ((shard_index, members), outcome) in groups.into_iter().zip(outcomes) {
                 let shard = &view.meta.shards[shard_index as usize];
