@@ -110,14 +110,14 @@ impl Pipeline {
     }
 }
 
-/// A numbered batch on its way through the journal: published there, or handed back here
-/// to be failed.
+/// A numbered batch on its way through the journal, which publishes it or fails it (after
+/// telling this task, see `journal::Submission::fail`).
 pub(crate) struct Batch {
     shared: Arc<LogShared>,
     first_sequence: u64,
     arrival_ms: u64,
     records: Vec<StoredRecord>,
-    /// How many records the batch holds, once `take_records` has taken them.
+    /// How many records the batch holds: `records` is empty once the cache took them.
     records_len: u64,
     /// Each append's reply and first sequence.
     pub appends: Vec<(AckSender, u64)>,
@@ -127,7 +127,6 @@ impl Batch {
     /// The batch's records for the cache, which takes them before `publish` (the journal
     /// inserts a whole group commit's batches at once).
     pub fn take_records(&mut self) -> (LogId, u64, Arc<[StoredRecord]>) {
-        self.records_len = self.records.len() as u64;
         let records = std::mem::take(&mut self.records);
         (self.shared.id, self.first_sequence, records.into())
     }
