@@ -10,9 +10,11 @@
 #include <unistd.h>
 static double now(){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+t.tv_nsec/1e9;}
 int main(int argc,char**argv){
+  if(argc<5){fprintf(stderr,"usage: pwrite-probe N SIZE ROUNDS DIR\n");return 2;}
   int n=atoi(argv[1]); int sz=atoi(argv[2]); int rounds=atoi(argv[3]); const char*dir=argv[4];
   int*fd=malloc(n*sizeof(int)); long*off=calloc(n,sizeof(long)); char buf[1<<20]; memset(buf,7,sizeof buf);
   char p[512];
+  if(sz<1||(size_t)sz>sizeof buf){fprintf(stderr,"usage: pwrite-probe N SIZE(<=1MiB) ROUNDS DIR\n");return 2;}
   for(int i=0;i<n;i++){snprintf(p,sizeof p,"%s/f%d",dir,i);fd[i]=open(p,O_RDWR|O_CREAT|O_TRUNC,0644);}
   double t0=now();
   for(int r=0;r<rounds;r++) for(int i=0;i<n;i++){ pwrite(fd[i],buf,sz,off[i]); off[i]+=sz; }

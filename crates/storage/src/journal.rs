@@ -152,7 +152,7 @@ pub(crate) struct Submission {
     /// rewind its numbering to the failed batch. The writer reads it when it next numbers
     /// a batch or needs a slot, and does not wait on it otherwise, so a durable frame
     /// wakes only its appends' tasks, not the writer as well (one thread wake-up per frame
-    /// fewer: a group commit of a 1,000-shard stream held ~1,000 frames).
+    /// fewer: a group commit of a 1,000-shard stream held ~800, BENCHMARKS.md round 9).
     pub reply: oneshot::Sender<Result<(), StorageError>>,
     /// When the writer sent it, and when this thread took it into a group commit.
     pub submitted_at: Instant,
@@ -1350,7 +1350,7 @@ impl Journal {
             }
         }
         // The cache takes the whole unit under one lock (a unit of a 1,000-shard stream
-        // holds ~1,000 batches), before any of them is published.
+        // holds ~800 batches), before any of them is published.
         self.cache.insert_many(
             readable
                 .iter_mut()

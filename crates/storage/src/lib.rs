@@ -819,7 +819,7 @@ impl Store {
     /// Appends to several logs at once, one answer per append in the given order: what
     /// `append` does for each, with the in-flight budget taken once for all of them and
     /// their answers awaited in turn rather than as separate futures. A PutRecords request
-    /// of 500 records spans ~400 shards of a 1,000-shard stream, and the per-append
+    /// of 500 records spans ~390 shards of a 1,000-shard stream, and the per-append
     /// semaphore and future bookkeeping were a large part of its cost (BENCHMARKS.md,
     /// round 9). Appends to one log are numbered in the given order.
     pub async fn append_many(
