@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use crate::{LogId, StoredRecord};
 
 /// Bookkeeping overhead charged per cached record on top of key and data.
-const RECORD_OVERHEAD_BYTES: u64 = 64;
+pub(crate) const RECORD_OVERHEAD_BYTES: u64 = 64;
 
 struct CachedBatch {
     first_sequence: u64,
@@ -64,19 +64,23 @@ impl RecordCache {
         self.insert_many(std::iter::once((log, first_sequence, records)));
     }
 
-    /// Inserts each log's batch, in order, taking the lock once.
+    /// Inserts each log's batch, in order, taking the lock once. Returns whether the cache
+    /// holds all of them afterwards: eviction takes the oldest first, so it does unless
+    /// they are more than the whole cache (or the cache is off).
     pub fn insert_many(
         &self,
         batches: impl IntoIterator<Item = (LogId, u64, Arc<[StoredRecord]>)>,
-    ) {
+    ) -> bool {
         if self.max_bytes == 0 {
-            return;
+            return false;
         }
         let mut inner = self.inner.lock();
+        let mut inserted_bytes = 0;
         for (log, first_sequence, records) in batches {
-            inner.insert(log, first_sequence, records);
+            inserted_bytes += inner.insert(log, first_sequence, records);
             inner.evict(self.max_bytes);
         }
+        inserted_bytes <= self.max_bytes
     }
 
     /// Records `from..until` if the cache holds `from`; `None` sends the reader to disk.
@@ -114,6 +118,35 @@ impl RecordCache {
         Some(out)
     }
 
+    /// The first record of `log` in `from..until` that arrived at or after `arrival_ms`
+    /// (`until` if none did); `None` if the cache does not hold `from` (and `from` is below
+    /// `until`).
+    pub fn sequence_at_time(
+        &self,
+        log: LogId,
+        from: u64,
+        until: u64,
+        arrival_ms: u64,
+    ) -> Option<u64> {
+        if from >= until {
+            return Some(until);
+        }
+        let inner = self.inner.lock();
+        let batches = inner.logs.get(&log)?;
+        if from < batches.front()?.first_sequence {
+            return None;
+        }
+        let start = batches.partition_point(|b| b.first_sequence + b.records.len() as u64 <= from);
+        let found = batches
+            .iter()
+            .skip(start)
+            .flat_map(|batch| batch.records.iter())
+            .filter(|record| record.sequence >= from)
+            .take_while(|record| record.sequence < until)
+            .find(|record| record.arrival_ms >= arrival_ms);
+        Some(found.map_or(until, |record| record.sequence))
+    }
+
     pub fn remove_log(&self, log: LogId) {
         let mut inner = self.inner.lock();
         if let Some(batches) = inner.logs.remove(&log) {
@@ -127,9 +160,10 @@ impl RecordCache {
 }
 
 impl CacheInner {
-    fn insert(&mut self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) {
+    /// Returns the bytes the batch counts for.
+    fn insert(&mut self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) -> u64 {
         if records.is_empty() {
-            return;
+            return 0;
         }
         let bytes = records
             .iter()
@@ -152,6 +186,7 @@ impl CacheInner {
         });
         self.bytes += bytes;
         self.order.push_back((log, first_sequence));
+        bytes
     }
 
     fn evict(&mut self, max_bytes: u64) {
@@ -224,6 +259,56 @@ mod tests {
         );
         cache.remove_log(1);
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn insert_many_says_whether_it_holds_all_it_took() {
+        let one = 100 + RECORD_OVERHEAD_BYTES;
+        let cache = RecordCache::new(3 * one);
+        assert!(cache.insert_many([(1, 0, batch(0, 2, 100)), (2, 0, batch(0, 1, 100))]));
+        // Older batches make room: the new ones are all held.
+        assert!(cache.insert_many([(1, 2, batch(2, 3, 100))]));
+        assert!(cache.read(1, 0, 5, 10, 1000).is_none());
+        assert_eq!(cache.read(1, 2, 5, 10, 1000).unwrap().len(), 3);
+        // More than the whole cache: the first of them are gone again.
+        assert!(!cache.insert_many([(3, 0, batch(0, 2, 100)), (3, 2, batch(2, 2, 100))]));
+        assert!(cache.read(3, 0, 4, 10, 1000).is_none());
+        assert!(!RecordCache::new(0).insert_many([(1, 0, batch(0, 1, 100))]));
+    }
+
+    #[test]
+    fn finds_the_first_record_that_arrived_at_or_after_a_time() {
+        let cache = RecordCache::new(1 << 20);
+        let at = |first: u64, n: u64, arrival_ms: u64| -> Arc<[StoredRecord]> {
+            (first..first + n)
+                .map(|sequence| StoredRecord {
+                    sequence,
+                    arrival_ms,
+                    key: Bytes::new(),
+                    data: Bytes::new(),
+                    flags: 0,
+                })
+                .collect()
+        };
+        cache.insert_many([(1, 4, at(4, 2, 10)), (1, 6, at(6, 2, 20))]);
+        assert_eq!(cache.sequence_at_time(1, 4, 8, 15), Some(6));
+        assert_eq!(
+            cache.sequence_at_time(1, 5, 8, 5),
+            Some(5),
+            "not before `from`"
+        );
+        assert_eq!(
+            cache.sequence_at_time(1, 4, 8, 21),
+            Some(8),
+            "none: `until`"
+        );
+        assert_eq!(
+            cache.sequence_at_time(1, 4, 6, 15),
+            Some(6),
+            "not past `until`"
+        );
+        assert_eq!(cache.sequence_at_time(1, 3, 8, 15), None, "below the cache");
+        assert_eq!(cache.sequence_at_time(1, 8, 8, 15), Some(8));
     }
 
     #[test]

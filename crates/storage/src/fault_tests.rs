@@ -55,6 +55,8 @@ async fn disk_full_on_the_journal_fails_the_commit_and_recovers_when_space_retur
     for tag in 0..5 {
         store.append(1, records(3, tag)).await.unwrap();
     }
+    // The last acknowledged frame's segment copy may still be under way.
+    store.settle_checkpoints().await.unwrap();
     // Room for less than one unit: the journal write tears and fails.
     layer.space_left.store(100, Ordering::SeqCst);
     let failed = store.append(1, records(3, 99)).await;
@@ -112,6 +114,19 @@ async fn failed_fsync_fences_the_store_until_reopen() {
     store.shutdown().await.unwrap();
 }
 
+/// Leaves exactly enough space for the journal unit of `records(2, _)` (20 B unit header
+/// + 36 B frame header + 2 records), not for its copy to the segment.
+fn room_for_the_journal_unit_only(layer: &FaultLayer) {
+    let frame_len = 36
+        + records(2, 1)
+            .iter()
+            .map(crate::format::record_encoded_len)
+            .sum::<usize>();
+    layer
+        .space_left
+        .store((20 + frame_len + 10) as u64, Ordering::SeqCst);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,24 +136,100 @@ async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
         .unwrap();
     store.create_log(1).await.unwrap();
     store.append(1, records(2, 0)).await.unwrap();
-    // Exactly enough for the journal unit (20 B unit header + 36 B frame header + 2
-    // records), not for the segment copy.
-    let frame_len = 36
-        + records(2, 1)
-            .iter()
-            .map(crate::format::record_encoded_len)
-            .sum::<usize>();
-    layer
-        .space_left
-        .store((20 + frame_len + 10) as u64, Ordering::SeqCst);
+    // Its segment copy may still be under way.
+    store.settle_checkpoints().await.unwrap();
+    room_for_the_journal_unit_only(&layer);
+    // A later arrival time, for the look-up by time below.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Durable in the journal and held by the cache: acknowledged before the segment copy,
+    // whose failure then fences the store.
+    let ack = store.append(1, records(2, 1)).await.unwrap();
+    assert_eq!(ack.first_sequence, 2);
+    store.settle_checkpoints().await.unwrap();
+    layer.space_left.store(u64::MAX, Ordering::SeqCst);
+    assert!(
+        is_io(&store.append(1, records(2, 2)).await),
+        "fenced until reopen"
+    );
+    let before = read_all(&store, 1).await;
+    assert_eq!(before.len(), 4, "the acknowledged records stay readable");
+    assert!(before[1].arrival_ms < before[2].arrival_ms);
+    // Past the segments' end, the look-up finds it in the cache.
+    assert_eq!(
+        store
+            .sequence_at_time(1, before[2].arrival_ms)
+            .await
+            .unwrap(),
+        2
+    );
+    drop(store);
+    let store = Store::open(config(dir.path())).await.unwrap();
+    // Replay copies the acknowledged frame to its segment.
+    let all = read_all(&store, 1).await;
+    assert_eq!(all.len(), 4);
+    assert!(all[2].data.starts_with(b"record 1/0"));
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_behind_the_cache_stops_at_the_segments_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = Arc::new(FaultLayer::new());
+    let mut config = config(dir.path());
+    // Room for one batch of two records: the next batch evicts the first.
+    config.cache_bytes_max = records(2, 1)
+        .iter()
+        .map(|r| (r.key.len() + r.data.len()) as u64 + crate::cache::RECORD_OVERHEAD_BYTES)
+        .sum();
+    let store = Store::open_with_layer(config, layer.clone()).await.unwrap();
+    store.create_log(1).await.unwrap();
+    store.append(1, records(2, 0)).await.unwrap();
+    store.settle_checkpoints().await.unwrap();
+    // The next frame is acknowledged and cached, and its segment copy fails: the window
+    // between an acknowledgement and its copy, held open.
+    room_for_the_journal_unit_only(&layer);
+    store.append(1, records(2, 1)).await.unwrap();
+    store.settle_checkpoints().await.unwrap();
+    // From the segments, up to where they end; not an error, not a gap.
+    let behind = store.read(1, 0, usize::MAX, usize::MAX).await.unwrap();
+    assert_eq!(
+        behind.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
+    // The rest from the cache.
+    let rest = store.read(1, 2, usize::MAX, usize::MAX).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    assert!(rest[0].data.starts_with(b"record 1/0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_cache_a_failed_segment_copy_fails_the_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = Arc::new(FaultLayer::new());
+    let mut config = config(dir.path());
+    config.cache_bytes_max = 0;
+    let store = Store::open_with_layer(config.clone(), layer.clone())
+        .await
+        .unwrap();
+    store.create_log(1).await.unwrap();
+    store.append(1, records(2, 0)).await.unwrap();
+    // Its segment copy may still be under way.
+    store.settle_checkpoints().await.unwrap();
+    room_for_the_journal_unit_only(&layer);
+    // Readers would only find it in the segment: the copy comes first, and its failure is
+    // the append's.
     assert!(is_io(&store.append(1, records(2, 1)).await));
     layer.space_left.store(u64::MAX, Ordering::SeqCst);
     assert!(
         is_io(&store.append(1, records(2, 2)).await),
         "fenced until reopen"
     );
+    assert_eq!(read_all(&store, 1).await.len(), 2);
     drop(store);
-    let store = Store::open(config(dir.path())).await.unwrap();
+    let store = Store::open(config).await.unwrap();
     // The failed append was durable in the journal: reporting Io for it was the
     // ambiguous "may or may not be durable" answer, and replay restored it whole.
     let all = read_all(&store, 1).await;

@@ -164,6 +164,50 @@ impl Submission {
         self.batch.appends.len() as u64
     }
 
+    fn fail(self, error: StorageError) {
+        self.split().1.fail(error);
+    }
+
+    /// The frame to copy to its segment, and who is told about it.
+    fn split(self) -> (SegmentFrame, Answer) {
+        let frame = SegmentFrame {
+            log: self.log,
+            header: self.header,
+            frame: self.frame,
+        };
+        let answer = Answer {
+            batch: self.batch,
+            reply: self.reply,
+            taken_at: self.taken_at,
+        };
+        (frame, answer)
+    }
+}
+
+/// A durable frame on its way to its log's segment.
+struct SegmentFrame {
+    log: LogId,
+    header: FrameHeader,
+    frame: Vec<u8>,
+}
+
+/// What a submission's appends and writer are told once its frame is durable (or failed).
+struct Answer {
+    batch: Batch,
+    reply: oneshot::Sender<Result<(), StorageError>>,
+    taken_at: Option<Instant>,
+}
+
+impl Answer {
+    fn appends(&self) -> u64 {
+        self.batch.appends.len() as u64
+    }
+
+    fn publish(self, published_at: Instant) {
+        self.batch.publish(published_at);
+        let _ = self.reply.send(Ok(()));
+    }
+
     /// Fails the batch's appends with `error`, telling the writer first: an append retried
     /// after its failure reaches the writer after the failure did, and the writer reads
     /// outcomes before it numbers a batch, so the retry is numbered from the failed batch
@@ -778,7 +822,7 @@ impl SegmentRun {
     /// The runs worth gathering: logs with two or more frames copied (not placed) in
     /// `accepted`, in their order.
     fn gather(
-        accepted: &[Submission],
+        accepted: &[SegmentFrame],
         placed: &HashMap<LogId, PlacedFrames>,
     ) -> HashMap<LogId, SegmentRun> {
         let mut sizes: HashMap<LogId, (usize, usize)> = HashMap::new();
@@ -1283,94 +1327,46 @@ impl Journal {
         }
     }
 
-    /// Makes a durable unit readable from the segments, then answers its submissions (and
-    /// starts early segment flushes). `settle` follows once no later unit is written but
-    /// unpublished, except the one syncing.
-    fn publish(&mut self, unit: WrittenUnit, mut placed: HashMap<LogId, PlacedFrames>) {
+    /// Makes a durable unit readable and answers its submissions, copies its frames to
+    /// their segments (and starts early segment flushes). `settle` follows once no later
+    /// unit is written but unpublished, except the one syncing.
+    ///
+    /// When the cache holds the whole unit, its appends are answered before the segment
+    /// copies: every reader at the tail reads it from the cache, and a reader behind the
+    /// cache stops at the segments' end until the copy lands (`read::read_segments`), so
+    /// no reader misses a record. The copies (a `pwrite` per log, each extending its file)
+    /// then stay off the appends' latency: ~4 x 34 us per group commit at 1,000 records/s
+    /// on 4 shards (BENCHMARKS.md, round 10). Otherwise the copies come first, and a frame
+    /// whose copy failed is reported failed rather than published.
+    fn publish(&mut self, unit: WrittenUnit, placed: HashMap<LogId, PlacedFrames>) {
         let unit_len = unit.len;
         self.unpublished -= 1;
+        let (frames, mut answers): (Vec<SegmentFrame>, Vec<Answer>) =
+            unit.accepted.into_iter().map(Submission::split).unzip();
         // A unit synced after a later failure fenced the store (a segment write of the
         // unit before it failed): its frames would land behind the missing one.
-        let mut failure: Option<StorageError> = self.fence_error();
-        let mut runs = SegmentRun::gather(&unit.accepted, &placed);
-        let mut readable = Vec::with_capacity(unit.accepted.len());
-        let mut failed = Vec::new();
-        for submission in unit.accepted {
-            if failure.is_none() {
-                let files = self.logs.get_mut(&submission.log).expect("accepted above");
-                // A run that would not fit the active segment goes frame by frame, so
-                // segments roll at the size they would without runs.
-                if runs.get(&submission.log).is_some_and(|run| {
-                    run.offsets.is_empty() && !files.fits(run.bytes.len() as u64, &self.config)
-                }) {
-                    runs.remove(&submission.log);
-                }
-                if let Some(placed) = placed.get_mut(&submission.log) {
-                    let offset = placed.offsets.next().expect("one offset per placed frame");
-                    files.publish_frame(offset, &submission.header);
-                } else if let Some(run) = runs.get_mut(&submission.log) {
-                    let written = if run.offsets.is_empty() {
-                        files
-                            .write_at_end(&*self.layer, &self.config, &self.metrics, &run.bytes)
-                            .map(|start| {
-                                self.metrics.segment_runs.fetch_add(1, Ordering::Relaxed);
-                                run.place_at(start);
-                            })
-                    } else {
-                        Ok(())
-                    };
-                    match written {
-                        Ok(()) => {
-                            let offset = run.offsets.pop_front().expect("one offset per frame");
-                            files.publish_frame(offset, &submission.header);
-                        }
-                        Err(e) => {
-                            let path = files.shared.dir.clone();
-                            self.fence(format!("segment write in {} failed: {e}", path.display()));
-                            failure = Some(StorageError::io(&path, e));
-                        }
-                    }
-                } else if let Err(e) = files.append_frame(
-                    &*self.layer,
-                    &self.config,
-                    &self.metrics,
-                    &submission.header,
-                    &submission.frame,
-                ) {
-                    let path = files.shared.dir.clone();
-                    self.fence(format!("segment write in {} failed: {e}", path.display()));
-                    failure = Some(StorageError::io(&path, e));
+        match self.fence_error() {
+            Some(error) => {
+                for answer in answers {
+                    answer.fail(error.duplicate());
                 }
             }
-            match &failure {
-                None => readable.push(submission),
-                // Durable in the journal (a reopen recovers it), but not readable now:
-                // report the failure rather than publish records readers cannot find.
-                Some(error) => failed.push((submission, error.duplicate())),
+            None => {
+                // The cache takes the whole unit under one lock (a unit of a 1,000-shard
+                // stream holds ~800 batches), before any of it is published.
+                let cached = self
+                    .cache
+                    .insert_many(answers.iter_mut().map(|answer| answer.batch.take_records()));
+                if cached {
+                    self.answer(answers, Ok(()));
+                    // A failed copy fenced the store; the frames are durable in the journal
+                    // and readable from the cache, and a reopen copies them again.
+                    let _ = self.copy_to_segments(&frames, placed);
+                } else {
+                    let copied = self.copy_to_segments(&frames, placed);
+                    self.answer(answers, copied);
+                }
             }
-        }
-        // The cache takes the whole unit under one lock (a unit of a 1,000-shard stream
-        // holds ~800 batches), before any of them is published.
-        self.cache.insert_many(
-            readable
-                .iter_mut()
-                .map(|submission| submission.batch.take_records()),
-        );
-        // After the segment copies: the group commit stage includes them.
-        let published_at = Instant::now();
-        for submission in readable {
-            if let Some(taken_at) = submission.taken_at {
-                self.metrics.append_waited(
-                    AppendStage::GroupCommit,
-                    published_at.saturating_duration_since(taken_at),
-                    submission.appends(),
-                );
-            }
-            submission.batch.publish(published_at);
-            let _ = submission.reply.send(Ok(()));
-        }
-        for (submission, error) in failed {
-            submission.fail(error);
         }
         self.bytes_since_flush += unit_len;
         if self.bytes_since_flush >= (self.config.journal_bytes_max / 8).max(1 << 20) {
@@ -1388,6 +1384,90 @@ impl Journal {
                 .collect();
             self.flusher.submit(files);
         }
+    }
+
+    /// Publishes the answers before `copied`'s failed frame (all of them on `Ok`), fails
+    /// that one and the rest.
+    fn answer(&self, answers: Vec<Answer>, copied: Result<(), (usize, StorageError)>) {
+        let (readable, failure) = match copied {
+            Ok(()) => (answers.len(), None),
+            Err((failed_at, error)) => (failed_at, Some(error)),
+        };
+        let published_at = Instant::now();
+        let mut answers = answers.into_iter();
+        for answer in answers.by_ref().take(readable) {
+            if let Some(taken_at) = answer.taken_at {
+                self.metrics.append_waited(
+                    AppendStage::GroupCommit,
+                    published_at.saturating_duration_since(taken_at),
+                    answer.appends(),
+                );
+            }
+            answer.publish(published_at);
+        }
+        if let Some(error) = failure {
+            // Durable in the journal (a reopen recovers them), but not readable now:
+            // report the failure rather than publish records readers cannot find.
+            for answer in answers {
+                answer.fail(error.duplicate());
+            }
+        }
+    }
+
+    /// Copies a durable unit's frames to the end of their logs' segments (placed frames
+    /// are there already) and makes them visible to segment readers, in order. A failed
+    /// write fences the store; the error comes with the index of the first frame not
+    /// copied.
+    fn copy_to_segments(
+        &mut self,
+        frames: &[SegmentFrame],
+        mut placed: HashMap<LogId, PlacedFrames>,
+    ) -> Result<(), (usize, StorageError)> {
+        let mut runs = SegmentRun::gather(frames, &placed);
+        for (i, frame) in frames.iter().enumerate() {
+            let files = self.logs.get_mut(&frame.log).expect("accepted above");
+            // A run that would not fit the active segment goes frame by frame, so
+            // segments roll at the size they would without runs.
+            if runs.get(&frame.log).is_some_and(|run| {
+                run.offsets.is_empty() && !files.fits(run.bytes.len() as u64, &self.config)
+            }) {
+                runs.remove(&frame.log);
+            }
+            let written = if let Some(placed) = placed.get_mut(&frame.log) {
+                let offset = placed.offsets.next().expect("one offset per placed frame");
+                files.publish_frame(offset, &frame.header);
+                Ok(())
+            } else if let Some(run) = runs.get_mut(&frame.log) {
+                let written = if run.offsets.is_empty() {
+                    files
+                        .write_at_end(&*self.layer, &self.config, &self.metrics, &run.bytes)
+                        .map(|start| {
+                            self.metrics.segment_runs.fetch_add(1, Ordering::Relaxed);
+                            run.place_at(start);
+                        })
+                } else {
+                    Ok(())
+                };
+                written.map(|()| {
+                    let offset = run.offsets.pop_front().expect("one offset per frame");
+                    files.publish_frame(offset, &frame.header);
+                })
+            } else {
+                files.append_frame(
+                    &*self.layer,
+                    &self.config,
+                    &self.metrics,
+                    &frame.header,
+                    &frame.frame,
+                )
+            };
+            if let Err(e) = written {
+                let path = files.shared.dir.clone();
+                self.fence(format!("segment write in {} failed: {e}", path.display()));
+                return Err((i, StorageError::io(&path, e)));
+            }
+        }
+        Ok(())
     }
 
     /// What follows a published group commit once no unit of the journal is left

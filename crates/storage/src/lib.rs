@@ -398,8 +398,9 @@ pub enum AppendStage {
     /// Sent to the journal thread, until a group commit takes it: the commit in
     /// progress (write, sync, segment copies) finishes first.
     JournalQueue,
-    /// Taken into a group commit, until published: the journal write, its sync (or the
-    /// wait for the sync thread) and the copy into the segment.
+    /// Taken into a group commit, until published: the journal write and its sync (or
+    /// the wait for the sync thread); also the copy into the segment when the record
+    /// cache cannot hold the whole unit (otherwise the copy follows the publication).
     GroupCommit,
     /// Published by the journal thread, until the appending task runs again (the
     /// wake-up of a tokio task from another thread).
@@ -960,9 +961,24 @@ impl Store {
         let handle = self.handle(id)?;
         let shared = handle.shared.clone();
         let handles = self.inner.handles.clone();
-        tokio::task::spawn_blocking(move || read::sequence_at_time(&shared, &handles, arrival_ms))
-            .await
-            .map_err(|_| StorageError::Closed)?
+        let found = tokio::task::spawn_blocking(move || {
+            read::sequence_at_time(&shared, &handles, arrival_ms)
+        })
+        .await
+        .map_err(|_| StorageError::Closed)??;
+        Ok(match found {
+            read::AtTime::Found(sequence) => sequence,
+            read::AtTime::After(segments_end) => {
+                let durable = *handle.shared.durable.borrow();
+                // Not in the cache cannot happen for records past the segments' end; if
+                // it did, starting at the end returns records that arrived earlier rather
+                // than skipping any.
+                self.inner
+                    .cache
+                    .sequence_at_time(id, segments_end, durable, arrival_ms)
+                    .unwrap_or(segments_end)
+            }
+        })
     }
 
     /// Stops accepting appends after those already queued; returns the final next_sequence.

@@ -4,7 +4,9 @@
 //! index, how many bytes are valid) and read without it, so a reader never holds up the
 //! journal thread for longer than a binary search. Only bytes below the planned length
 //! and records below the durable tail are returned: the journal thread may be appending
-//! past both concurrently.
+//! past both concurrently. The durable tail may also be ahead of the segments (the
+//! journal acknowledges a group commit the cache holds before copying it): a read stops
+//! where the segments end, and the reader finds the rest in the cache or on its next read.
 
 use std::sync::Arc;
 
@@ -109,11 +111,21 @@ pub(crate) fn read_segments(
     Ok(out)
 }
 
+/// Where `sequence_at_time` found its answer in the segments.
+pub(crate) enum AtTime {
+    /// The first record that arrived at or after the time.
+    Found(u64),
+    /// No record in the segments did; they end (durable and copied) at this sequence. The
+    /// journal answers appends before it copies their frames when the cache holds them, so
+    /// durable records past this may be in the cache alone.
+    After(u64),
+}
+
 pub(crate) fn sequence_at_time(
     shared: &LogShared,
     handles: &HandleCache,
     arrival_ms: u64,
-) -> Result<u64, StorageError> {
+) -> Result<AtTime, StorageError> {
     for _ in 0..REPLAN_MAX {
         let durable = *shared.durable.borrow();
         let plan = {
@@ -125,7 +137,8 @@ pub(crate) fn sequence_at_time(
                 .iter()
                 .find(|s| s.max_arrival.is_some_and(|a| a >= arrival_ms))
             else {
-                return Ok(durable);
+                let end = segments.segments.last().map_or(durable, |s| s.end);
+                return Ok(AtTime::After(end.min(durable)));
             };
             Plan {
                 path: segment.path.clone(),
@@ -145,11 +158,11 @@ pub(crate) fn sequence_at_time(
                 .map_err(|e| StorageError::io(&plan.path, e))?
                 .map_err(|e| corrupt(&plan, offset, e))?;
             if header.arrival_ms >= arrival_ms {
-                return Ok(header.first_sequence.min(durable));
+                return Ok(AtTime::Found(header.first_sequence.min(durable)));
             }
             offset += header.frame_len() as u64;
         }
-        return Ok(plan.end.min(durable));
+        return Ok(AtTime::Found(plan.end.min(durable)));
     }
-    Ok(*shared.durable.borrow())
+    Ok(AtTime::Found(*shared.durable.borrow()))
 }
