@@ -51,6 +51,14 @@ pub(crate) fn fits(
     taken < max_records && (taken == 0 || bytes + record.key.len() + record.data.len() <= max_bytes)
 }
 
+/// The bytes a batch counts for in the cache.
+pub(crate) fn cached_bytes(records: &[StoredRecord]) -> u64 {
+    records
+        .iter()
+        .map(|r| (r.key.len() + r.data.len()) as u64 + RECORD_OVERHEAD_BYTES)
+        .sum()
+}
+
 impl RecordCache {
     pub fn new(max_bytes: u64) -> Self {
         Self {
@@ -64,23 +72,31 @@ impl RecordCache {
         self.insert_many(std::iter::once((log, first_sequence, records)));
     }
 
-    /// Inserts each log's batch, in order, taking the lock once. Returns whether the cache
-    /// holds all of them afterwards: eviction takes the oldest first, so it does unless
-    /// they are more than the whole cache (or the cache is off).
+    /// Inserts each log's batch, in order, taking the lock once.
     pub fn insert_many(
         &self,
         batches: impl IntoIterator<Item = (LogId, u64, Arc<[StoredRecord]>)>,
-    ) -> bool {
+    ) {
         if self.max_bytes == 0 {
-            return false;
+            return;
         }
         let mut inner = self.inner.lock();
-        let mut inserted_bytes = 0;
         for (log, first_sequence, records) in batches {
-            inserted_bytes += inner.insert(log, first_sequence, records);
+            inner.insert(log, first_sequence, records);
             inner.evict(self.max_bytes);
         }
-        inserted_bytes <= self.max_bytes
+    }
+
+    /// Whether batches of `bytes` (`cached_bytes`) inserted at once are all held
+    /// afterwards: eviction takes the oldest first, so they are unless they are more than
+    /// the whole cache (or the cache is off). Once held, a batch stays until more than
+    /// `max_bytes` were inserted after its start.
+    pub fn holds(&self, bytes: u64) -> bool {
+        self.max_bytes > 0 && bytes <= self.max_bytes
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// Records `from..until` if the cache holds `from`; `None` sends the reader to disk.
@@ -160,15 +176,11 @@ impl RecordCache {
 }
 
 impl CacheInner {
-    /// Returns the bytes the batch counts for.
-    fn insert(&mut self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) -> u64 {
+    fn insert(&mut self, log: LogId, first_sequence: u64, records: Arc<[StoredRecord]>) {
         if records.is_empty() {
-            return 0;
+            return;
         }
-        let bytes = records
-            .iter()
-            .map(|r| (r.key.len() + r.data.len()) as u64 + RECORD_OVERHEAD_BYTES)
-            .sum::<u64>();
+        let bytes = cached_bytes(&records);
         let batches = self.logs.entry(log).or_default();
         if let Some(last) = batches.back() {
             let last_end = last.first_sequence + last.records.len() as u64;
@@ -186,7 +198,6 @@ impl CacheInner {
         });
         self.bytes += bytes;
         self.order.push_back((log, first_sequence));
-        bytes
     }
 
     fn evict(&mut self, max_bytes: u64) {
@@ -262,18 +273,24 @@ mod tests {
     }
 
     #[test]
-    fn insert_many_says_whether_it_holds_all_it_took() {
+    fn holds_what_it_says_it_holds() {
         let one = 100 + RECORD_OVERHEAD_BYTES;
         let cache = RecordCache::new(3 * one);
-        assert!(cache.insert_many([(1, 0, batch(0, 2, 100)), (2, 0, batch(0, 1, 100))]));
+        let (a, b) = (batch(0, 2, 100), batch(0, 1, 100));
+        assert!(cache.holds(cached_bytes(&a) + cached_bytes(&b)));
+        cache.insert_many([(1, 0, a), (2, 0, b)]);
         // Older batches make room: the new ones are all held.
-        assert!(cache.insert_many([(1, 2, batch(2, 3, 100))]));
+        let c = batch(2, 3, 100);
+        assert!(cache.holds(cached_bytes(&c)));
+        cache.insert_many([(1, 2, c)]);
         assert!(cache.read(1, 0, 5, 10, 1000).is_none());
         assert_eq!(cache.read(1, 2, 5, 10, 1000).unwrap().len(), 3);
         // More than the whole cache: the first of them are gone again.
-        assert!(!cache.insert_many([(3, 0, batch(0, 2, 100)), (3, 2, batch(2, 2, 100))]));
+        let (d, e) = (batch(0, 2, 100), batch(2, 2, 100));
+        assert!(!cache.holds(cached_bytes(&d) + cached_bytes(&e)));
+        cache.insert_many([(3, 0, d), (3, 2, e)]);
         assert!(cache.read(3, 0, 4, 10, 1000).is_none());
-        assert!(!RecordCache::new(0).insert_many([(1, 0, batch(0, 1, 100))]));
+        assert!(!RecordCache::new(0).holds(1));
     }
 
     #[test]

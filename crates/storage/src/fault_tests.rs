@@ -145,7 +145,13 @@ async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
     // whose failure then fences the store.
     let ack = store.append(1, records(2, 1)).await.unwrap();
     assert_eq!(ack.first_sequence, 2);
-    store.settle_checkpoints().await.unwrap();
+    assert!(
+        matches!(
+            store.settle_checkpoints().await,
+            Err(StorageError::Io { .. })
+        ),
+        "the copy to the segment fails"
+    );
     layer.space_left.store(u64::MAX, Ordering::SeqCst);
     assert!(
         is_io(&store.append(1, records(2, 2)).await),
@@ -172,7 +178,7 @@ async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_behind_the_cache_stops_at_the_segments_end() {
+async fn a_reader_behind_the_cache_reads_the_segments_then_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let layer = Arc::new(FaultLayer::new());
     let mut config = config(dir.path());
@@ -189,20 +195,32 @@ async fn a_reader_behind_the_cache_stops_at_the_segments_end() {
     // between an acknowledgement and its copy, held open.
     room_for_the_journal_unit_only(&layer);
     store.append(1, records(2, 1)).await.unwrap();
-    store.settle_checkpoints().await.unwrap();
-    // From the segments, up to where they end; not an error, not a gap.
-    let behind = store.read(1, 0, usize::MAX, usize::MAX).await.unwrap();
-    assert_eq!(
-        behind.iter().map(|r| r.sequence).collect::<Vec<_>>(),
-        vec![0, 1]
+    assert!(
+        matches!(
+            store.settle_checkpoints().await,
+            Err(StorageError::Io { .. })
+        ),
+        "the copy to the segment fails"
     );
-    // The rest from the cache.
-    let rest = store.read(1, 2, usize::MAX, usize::MAX).await.unwrap();
+    // Record 0 is no longer cached: the segments up to where they end, then the cache.
+    let all = store.read(1, 0, usize::MAX, usize::MAX).await.unwrap();
     assert_eq!(
-        rest.iter().map(|r| r.sequence).collect::<Vec<_>>(),
-        vec![2, 3]
+        all.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
     );
-    assert!(rest[0].data.starts_with(b"record 1/0"));
+    assert!(all[2].data.starts_with(b"record 1/0"));
+    // The limits hold across the two.
+    let three = store.read(1, 0, 3, usize::MAX).await.unwrap();
+    assert_eq!(three.len(), 3);
+    let one_record_of_bytes = all[0].key.len() + all[0].data.len();
+    let bounded = store
+        .read(1, 1, usize::MAX, 2 * one_record_of_bytes)
+        .await
+        .unwrap();
+    assert_eq!(
+        bounded.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

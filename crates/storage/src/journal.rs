@@ -109,6 +109,12 @@ const SMALL_UNIT_BYTES: u64 = 64 << 10;
 /// Stop draining the queue into one group commit beyond this many bytes, so one commit's
 /// latency stays bounded under a flood.
 const GROUP_BYTES_MAX: usize = 16 << 20;
+/// A log's pending segment copies are written once they reach this many bytes: one write
+/// of ~64 KiB instead of one per group commit. Chosen, not tuned (BENCHMARKS.md, round 10).
+const COALESCE_BYTES: usize = 64 << 10;
+/// Past this many bytes of pending copies across logs, the oldest logs' are written: it
+/// bounds the memory they hold (a 1,000-shard stream has a pending run on every shard).
+const PENDING_BYTES_MAX: usize = 16 << 20;
 /// Capacity of the queue into the journal thread (commands, not bytes: bytes are bounded
 /// by the store's in-flight semaphore).
 pub(crate) const JOURNAL_QUEUE_CAPACITY: usize = 8192;
@@ -307,14 +313,27 @@ pub(crate) struct LogFiles {
     /// `active`) already reported: a placed frame has no other copy. Opened on the first
     /// placement into the segment, dropped with `active`.
     pub placed_sync: Option<Arc<File>>,
-    /// Next sequence the journal accepts for this log (== active segment end between
-    /// group commits).
+    /// Next sequence the journal accepts for this log (the active segment's end, once
+    /// the pending copies are written).
     pub next_sequence: u64,
     pub last_arrival_ms: u64,
     /// Written since the last checkpoint: must be synced before the journal is dropped.
     pub dirty: bool,
     /// Written since the last early-flush round (see `Flusher`).
     pub unflushed: bool,
+    /// Durable frames, already answered, still to be copied to the active segment.
+    pub pending: PendingCopies,
+}
+
+/// A log's durable frames whose copy to its segment waits, so that the frames of several
+/// group commits reach the segment in one write. Readers find them in the record cache
+/// meanwhile; `Journal::copy_due` copies them before the cache could evict them.
+#[derive(Default)]
+pub(crate) struct PendingCopies {
+    frames: Vec<SegmentFrame>,
+    bytes: usize,
+    /// `Journal::cache_inserted` before the group commit of the oldest of them.
+    since: Option<u64>,
 }
 
 impl LogFiles {
@@ -424,11 +443,6 @@ impl LogFiles {
             .expect("a log always has an active segment")
             .path
             .clone()
-    }
-
-    /// Whether `incoming` bytes fit the active segment without a roll.
-    fn fits(&self, incoming: u64, config: &StoreConfig) -> bool {
-        self.active_len() + incoming <= config.segment_bytes_max
     }
 
     fn roll_if_full(
@@ -761,6 +775,16 @@ pub(crate) struct Journal {
     pub handles: Arc<HandleCache>,
     /// The store's record cache, which `publish` fills before it publishes a unit.
     cache: Arc<RecordCache>,
+    /// Cache bytes inserted by this thread since open: the cache evicts in insertion
+    /// order, so this places each pending copy in its eviction order.
+    cache_inserted: u64,
+    /// Logs with pending copies, by `PendingCopies::since` (entries of logs copied since
+    /// are stale and skipped).
+    pending_logs: std::collections::VecDeque<(u64, LogId)>,
+    /// Bytes of all pending copies.
+    pending_bytes: usize,
+    /// Reused for the runs `copy_runs` writes.
+    run_buffer: Vec<u8>,
     pub abandon: Arc<AtomicBool>,
     /// `crate::CheckpointPause` as u8 (0: none), for crash tests.
     pub pause: Arc<AtomicU8>,
@@ -802,65 +826,57 @@ pub(crate) struct Journal {
     unpublished: usize,
 }
 
-/// The frames one log has in a group commit, copied to its segment with one write: under
-/// concurrent appends a unit often carries several frames of a log (one per writer batch
-/// in flight), and each would otherwise be a `pwrite` of its own on the journal thread,
-/// whose time every append waits for.
-struct SegmentRun {
-    bytes: Vec<u8>,
-    lens: Vec<u64>,
-    /// Where each frame landed, once written; taken as each is published.
-    offsets: std::collections::VecDeque<u64>,
-}
+/// A log's consecutive frames are copied to its segment in one write of at most this many
+/// bytes: under concurrent appends a unit often carries several frames of a log (one per
+/// writer batch in flight), and pending copies gather those of several units; each would
+/// otherwise be a `pwrite` of its own on the journal thread. Chosen, not tuned: runs
+/// measured were of small frames (PutRecord), and PutRecords of 1 KiB records were
+/// unchanged with it (BENCHMARKS.md, round 7).
+const RUN_BYTES_MAX: usize = 256 << 10;
 
-impl SegmentRun {
-    /// Runs of at most this many bytes are gathered, bounding the copy into one buffer.
-    /// Chosen, not tuned: runs measured so far were of small frames (PutRecord), and
-    /// PutRecords of 1 KiB records were unchanged with it (BENCHMARKS.md, round 7).
-    const BYTES_MAX: usize = 256 << 10;
-
-    /// The runs worth gathering: logs with two or more frames copied (not placed) in
-    /// `accepted`, in their order.
-    fn gather(
-        accepted: &[SegmentFrame],
-        placed: &HashMap<LogId, PlacedFrames>,
-    ) -> HashMap<LogId, SegmentRun> {
-        let mut sizes: HashMap<LogId, (usize, usize)> = HashMap::new();
-        for submission in accepted {
-            if !placed.contains_key(&submission.log) {
-                let size = sizes.entry(submission.log).or_default();
-                size.0 += 1;
-                size.1 += submission.frame.len();
+/// Writes one log's `frames` at the end of its active segment, as runs that fit it (rolling
+/// in between as frame-by-frame copies would), and makes each visible.
+fn copy_runs(
+    files: &mut LogFiles,
+    layer: &dyn WriteLayer,
+    config: &StoreConfig,
+    metrics: &Metrics,
+    buffer: &mut Vec<u8>,
+    frames: &[&SegmentFrame],
+) -> std::io::Result<()> {
+    let mut rest = frames;
+    while let Some(first) = rest.first() {
+        files.roll_if_full(layer, config, metrics, first.frame.len() as u64)?;
+        let room = config.segment_bytes_max.saturating_sub(files.active_len());
+        let mut bytes = first.frame.len() as u64;
+        let mut count = 1;
+        for frame in &rest[1..] {
+            let len = frame.frame.len() as u64;
+            if bytes + len > room || bytes + len > RUN_BYTES_MAX as u64 {
+                break;
             }
+            bytes += len;
+            count += 1;
         }
-        let mut runs: HashMap<LogId, SegmentRun> = sizes
-            .into_iter()
-            .filter(|&(_, (frames, bytes))| frames > 1 && bytes <= Self::BYTES_MAX)
-            .map(|(log, (frames, bytes))| {
-                let run = SegmentRun {
-                    bytes: Vec::with_capacity(bytes),
-                    lens: Vec::with_capacity(frames),
-                    offsets: std::collections::VecDeque::with_capacity(frames),
-                };
-                (log, run)
-            })
-            .collect();
-        for submission in accepted {
-            if let Some(run) = runs.get_mut(&submission.log) {
-                run.bytes.extend_from_slice(&submission.frame);
-                run.lens.push(submission.frame.len() as u64);
+        let (run, after) = rest.split_at(count);
+        let start = if let [only] = run {
+            files.write_at_end(layer, config, metrics, &only.frame)?
+        } else {
+            buffer.clear();
+            for frame in run {
+                buffer.extend_from_slice(&frame.frame);
             }
-        }
-        runs
-    }
-
-    fn place_at(&mut self, start: u64) {
+            metrics.segment_runs.fetch_add(1, Ordering::Relaxed);
+            files.write_at_end(layer, config, metrics, buffer)?
+        };
         let mut offset = start;
-        for len in &self.lens {
-            self.offsets.push_back(offset);
-            offset += len;
+        for frame in run {
+            files.publish_frame(offset, &frame.header);
+            offset += frame.frame.len() as u64;
         }
+        rest = after;
     }
+    Ok(())
 }
 
 /// A group commit written to the journal, waiting for its sync.
@@ -925,6 +941,10 @@ impl Journal {
             syncer,
             syncing: None,
             unpublished: 0,
+            cache_inserted: 0,
+            pending_logs: std::collections::VecDeque::new(),
+            pending_bytes: 0,
+            run_buffer: Vec::new(),
         })
     }
 
@@ -1008,7 +1028,10 @@ impl Journal {
                 JournalCommand::Abandon => break,
                 JournalCommand::Settle { reply } => {
                     let held = self.pause.load(Ordering::SeqCst) != 0;
-                    let _ = reply.send(if held { Ok(()) } else { self.reap_job() });
+                    let settled = self
+                        .copy_all_pending()
+                        .and_then(|()| if held { Ok(()) } else { self.reap_job() });
+                    let _ = reply.send(settled);
                 }
             }
         }
@@ -1327,45 +1350,63 @@ impl Journal {
         }
     }
 
-    /// Makes a durable unit readable and answers its submissions, copies its frames to
-    /// their segments (and starts early segment flushes). `settle` follows once no later
-    /// unit is written but unpublished, except the one syncing.
+    /// Makes a durable unit readable and answers its submissions, then copies its frames
+    /// to their segments or leaves them pending (and starts early segment flushes).
+    /// `settle` follows once no later unit is written but unpublished, except the one
+    /// syncing.
     ///
-    /// When the cache holds the whole unit, its appends are answered before the segment
-    /// copies: every reader at the tail reads it from the cache, and a reader behind the
-    /// cache stops at the segments' end until the copy lands (`read::read_segments`), so
-    /// no reader misses a record. The copies (a `pwrite` per log, each extending its file)
-    /// then stay off the appends' latency: ~4 x 34 us per group commit at 1,000 records/s
-    /// on 4 shards (BENCHMARKS.md, round 10). Otherwise the copies come first, and a frame
-    /// whose copy failed is reported failed rather than published.
+    /// When the cache holds the whole unit, its appends are answered before any segment
+    /// copy, and the copies wait until a log has `COALESCE_BYTES` pending, until the cache
+    /// would evict them, or until a checkpoint, trim or placement needs the segment whole.
+    /// Every reader at the tail reads them from the cache; a reader behind the cache reads
+    /// the segments up to where they end, then the cache (`Store::read`), so no reader
+    /// misses a record. On a 1,000-shard stream a unit's ~800 frames were each a `pwrite`
+    /// extending its segment, ~40 % of the server's CPU per record (BENCHMARKS.md, round
+    /// 10). Otherwise the copies come first, and a frame whose copy failed is reported
+    /// failed rather than published.
     fn publish(&mut self, unit: WrittenUnit, placed: HashMap<LogId, PlacedFrames>) {
         let unit_len = unit.len;
         self.unpublished -= 1;
         let (frames, mut answers): (Vec<SegmentFrame>, Vec<Answer>) =
             unit.accepted.into_iter().map(Submission::split).unzip();
+        let batches: Vec<_> = answers
+            .iter_mut()
+            .map(|answer| answer.batch.take_records())
+            .collect();
+        let unit_bytes: u64 = batches
+            .iter()
+            .map(|(_, _, records)| crate::cache::cached_bytes(records))
+            .sum();
+        let held = self.cache.holds(unit_bytes);
         // A unit synced after a later failure fenced the store (a segment write of the
-        // unit before it failed): its frames would land behind the missing one.
-        match self.fence_error() {
-            Some(error) => {
-                for answer in answers {
-                    answer.fail(error.duplicate());
-                }
+        // unit before it failed): its frames would land behind the missing one. Pending
+        // copies go first, before the cache evicts them (all of them, when the unit is
+        // more than the cache holds).
+        let ready = match self.fence_error() {
+            Some(error) => Err(error),
+            None if held => {
+                let evicted_below =
+                    (self.cache_inserted + unit_bytes).saturating_sub(self.cache.max_bytes());
+                self.copy_due(evicted_below)
             }
-            None => {
-                // The cache takes the whole unit under one lock (a unit of a 1,000-shard
-                // stream holds ~800 batches), before any of it is published.
-                let cached = self
-                    .cache
-                    .insert_many(answers.iter_mut().map(|answer| answer.batch.take_records()));
-                if cached {
-                    self.answer(answers, Ok(()));
-                    // A failed copy fenced the store; the frames are durable in the journal
-                    // and readable from the cache, and a reopen copies them again.
-                    let _ = self.copy_to_segments(&frames, placed);
-                } else {
-                    let copied = self.copy_to_segments(&frames, placed);
-                    self.answer(answers, copied);
-                }
+            None => self.copy_all_pending(),
+        };
+        if let Err(error) = ready {
+            for answer in answers {
+                answer.fail(error.duplicate());
+            }
+        } else {
+            let position = self.cache_inserted;
+            // The cache takes the whole unit under one lock (a unit of a 1,000-shard
+            // stream holds ~800 batches), before any of it is published.
+            self.cache.insert_many(batches);
+            self.cache_inserted += unit_bytes;
+            if held {
+                self.answer(answers, Ok(()));
+                self.defer_copies(frames, placed, position);
+            } else {
+                let copied = self.copy_to_segments(&frames, placed);
+                self.answer(answers, copied);
             }
         }
         self.bytes_since_flush += unit_len;
@@ -1386,16 +1427,111 @@ impl Journal {
         }
     }
 
-    /// Publishes the answers before `copied`'s failed frame (all of them on `Ok`), fails
-    /// that one and the rest.
-    fn answer(&self, answers: Vec<Answer>, copied: Result<(), (usize, StorageError)>) {
-        let (readable, failure) = match copied {
-            Ok(()) => (answers.len(), None),
-            Err((failed_at, error)) => (failed_at, Some(error)),
+    /// Leaves an answered unit's frames pending (placed frames are in their segments
+    /// already and are made visible there), then copies the logs that reached
+    /// `COALESCE_BYTES`, and the oldest ones while more than `PENDING_BYTES_MAX` wait. A
+    /// failed copy fences the store; the frames are durable in the journal and readable
+    /// from the cache, which fenced, takes nothing more, and a reopen copies them again.
+    fn defer_copies(
+        &mut self,
+        frames: Vec<SegmentFrame>,
+        placed: HashMap<LogId, PlacedFrames>,
+        position: u64,
+    ) {
+        let frames = if placed.is_empty() {
+            frames
+        } else {
+            // Placement copied their logs' pending frames first: in order.
+            let (in_place, rest): (Vec<_>, Vec<_>) = frames
+                .into_iter()
+                .partition(|frame| placed.contains_key(&frame.log));
+            if self.copy_to_segments(&in_place, placed).is_err() {
+                return;
+            }
+            rest
         };
+        let mut full = Vec::new();
+        for frame in frames {
+            let log = frame.log;
+            let files = self.logs.get_mut(&log).expect("accepted above");
+            let pending = &mut files.pending;
+            if pending.since.is_none() {
+                pending.since = Some(position);
+                self.pending_logs.push_back((position, log));
+            }
+            let before = pending.bytes;
+            pending.bytes += frame.frame.len();
+            self.pending_bytes += frame.frame.len();
+            pending.frames.push(frame);
+            if before < COALESCE_BYTES && pending.bytes >= COALESCE_BYTES {
+                full.push(log);
+            }
+        }
+        if self.copy_pending(&full).is_ok() {
+            let _ = self.copy_due(0);
+        }
+    }
+
+    /// Copies the pending frames of the logs whose oldest pending frame went into the
+    /// cache before `evicted_below` (`cache_inserted` units), then of the oldest others
+    /// while more than `PENDING_BYTES_MAX` are pending.
+    fn copy_due(&mut self, evicted_below: u64) -> Result<(), StorageError> {
+        let mut due = Vec::new();
+        let mut left = self.pending_bytes;
+        while let Some(&(since, log)) = self.pending_logs.front() {
+            if let Some(files) = self.logs.get(&log)
+                && files.pending.since == Some(since)
+            {
+                if since >= evicted_below && left <= PENDING_BYTES_MAX {
+                    break;
+                }
+                left = left.saturating_sub(files.pending.bytes);
+                due.push(log);
+            }
+            self.pending_logs.pop_front();
+        }
+        self.copy_pending(&due)
+    }
+
+    /// Copies every pending frame (before a checkpoint, and for tests).
+    fn copy_all_pending(&mut self) -> Result<(), StorageError> {
+        let logs: Vec<LogId> = self.pending_logs.drain(..).map(|(_, log)| log).collect();
+        self.copy_pending(&logs)
+    }
+
+    /// Copies the pending frames of `logs` to their segments (each log's in one write
+    /// where they fit a run). A failure fences the store.
+    fn copy_pending(&mut self, logs: &[LogId]) -> Result<(), StorageError> {
+        if let Some(error) = self.fence_error() {
+            return Err(error);
+        }
+        let mut frames = Vec::new();
+        for log in logs {
+            if let Some(files) = self.logs.get_mut(log) {
+                let pending = std::mem::take(&mut files.pending);
+                self.pending_bytes -= pending.bytes;
+                frames.extend(pending.frames);
+            }
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.copy_to_segments(&frames, HashMap::new())
+    }
+
+    /// Publishes the answers once their frames were copied; if the copy failed, fails them
+    /// all: durable in the journal (a reopen recovers them), but maybe not readable now, so
+    /// the ambiguous "may or may not be durable" answer rather than records readers
+    /// cannot find.
+    fn answer(&self, answers: Vec<Answer>, copied: Result<(), StorageError>) {
+        if let Err(error) = copied {
+            for answer in answers {
+                answer.fail(error.duplicate());
+            }
+            return;
+        }
         let published_at = Instant::now();
-        let mut answers = answers.into_iter();
-        for answer in answers.by_ref().take(readable) {
+        for answer in answers {
             if let Some(taken_at) = answer.taken_at {
                 self.metrics.append_waited(
                     AppendStage::GroupCommit,
@@ -1405,66 +1541,51 @@ impl Journal {
             }
             answer.publish(published_at);
         }
-        if let Some(error) = failure {
-            // Durable in the journal (a reopen recovers them), but not readable now:
-            // report the failure rather than publish records readers cannot find.
-            for answer in answers {
-                answer.fail(error.duplicate());
-            }
-        }
     }
 
-    /// Copies a durable unit's frames to the end of their logs' segments (placed frames
-    /// are there already) and makes them visible to segment readers, in order. A failed
-    /// write fences the store; the error comes with the index of the first frame not
-    /// copied.
+    /// Copies durable frames to the end of their logs' segments (placed frames are there
+    /// already) and makes them visible to segment readers, each log's in order. A log's
+    /// consecutive frames go in one write as far as they fit the active segment (and
+    /// `RUN_BYTES_MAX`), so segments roll at the size they would frame by frame. A failed
+    /// write fences the store.
     fn copy_to_segments(
         &mut self,
         frames: &[SegmentFrame],
         mut placed: HashMap<LogId, PlacedFrames>,
-    ) -> Result<(), (usize, StorageError)> {
-        let mut runs = SegmentRun::gather(frames, &placed);
-        for (i, frame) in frames.iter().enumerate() {
-            let files = self.logs.get_mut(&frame.log).expect("accepted above");
-            // A run that would not fit the active segment goes frame by frame, so
-            // segments roll at the size they would without runs.
-            if runs.get(&frame.log).is_some_and(|run| {
-                run.offsets.is_empty() && !files.fits(run.bytes.len() as u64, &self.config)
-            }) {
-                runs.remove(&frame.log);
-            }
-            let written = if let Some(placed) = placed.get_mut(&frame.log) {
-                let offset = placed.offsets.next().expect("one offset per placed frame");
-                files.publish_frame(offset, &frame.header);
-                Ok(())
-            } else if let Some(run) = runs.get_mut(&frame.log) {
-                let written = if run.offsets.is_empty() {
-                    files
-                        .write_at_end(&*self.layer, &self.config, &self.metrics, &run.bytes)
-                        .map(|start| {
-                            self.metrics.segment_runs.fetch_add(1, Ordering::Relaxed);
-                            run.place_at(start);
-                        })
-                } else {
-                    Ok(())
-                };
-                written.map(|()| {
-                    let offset = run.offsets.pop_front().expect("one offset per frame");
-                    files.publish_frame(offset, &frame.header);
+    ) -> Result<(), StorageError> {
+        let mut by_log: HashMap<LogId, Vec<&SegmentFrame>> = HashMap::new();
+        let mut order = Vec::new();
+        for frame in frames {
+            by_log
+                .entry(frame.log)
+                .or_insert_with(|| {
+                    order.push(frame.log);
+                    Vec::new()
                 })
-            } else {
-                files.append_frame(
-                    &*self.layer,
-                    &self.config,
-                    &self.metrics,
-                    &frame.header,
-                    &frame.frame,
-                )
-            };
-            if let Err(e) = written {
+                .push(frame);
+        }
+        for log in order {
+            let frames = &by_log[&log];
+            let files = self.logs.get_mut(&log).expect("accepted above");
+            if let Some(placed) = placed.get_mut(&log) {
+                for frame in frames {
+                    let offset = placed.offsets.next().expect("one offset per placed frame");
+                    files.publish_frame(offset, &frame.header);
+                }
+                continue;
+            }
+            let copied = copy_runs(
+                files,
+                &*self.layer,
+                &self.config,
+                &self.metrics,
+                &mut self.run_buffer,
+                frames,
+            );
+            if let Err(e) = copied {
                 let path = files.shared.dir.clone();
                 self.fence(format!("segment write in {} failed: {e}", path.display()));
-                return Err((i, StorageError::io(&path, e)));
+                return Err(StorageError::io(&path, e));
             }
         }
         Ok(())
@@ -1635,6 +1756,11 @@ impl Journal {
             if bytes < min {
                 continue;
             }
+            // Placed frames go straight to the segment's end: behind the log's pending ones.
+            if let Err(error) = self.copy_pending(&[log]) {
+                self.unplace(&placed);
+                return Err(error);
+            }
             let files = self.logs.get_mut(&log).expect("accepted logs exist");
             let dir = files.shared.dir.clone();
             // A roll syncs the sealed segment: its failure fences, as everywhere else.
@@ -1727,6 +1853,9 @@ impl Journal {
         if let Some(error) = self.fence_error() {
             return Err(error);
         }
+        // The new journal says where each log's frames end: the segments must hold them
+        // before the old journal can go.
+        self.copy_all_pending()?;
         debug_assert_eq!(
             self.unpublished, 0,
             "a checkpoint with a unit written to the old journal but not yet durable"
@@ -1916,6 +2045,7 @@ impl Journal {
                 next_sequence: 0,
                 last_arrival_ms: 0,
                 dirty: false,
+                pending: PendingCopies::default(),
             },
         );
         Ok(())
@@ -1926,6 +2056,8 @@ impl Journal {
         if let Some(error) = self.fence_error() {
             return Err(error);
         }
+        // Whether the active segment is all expired depends on what it will hold.
+        self.copy_pending(&[log])?;
         let files = self
             .logs
             .get_mut(&log)
@@ -1979,6 +2111,7 @@ impl Journal {
         let Some(files) = self.logs.remove(&log) else {
             return Ok(());
         };
+        self.pending_bytes -= files.pending.bytes;
         let dir = files.shared.dir.clone();
         drop(files);
         // Rename first (atomic): recovery deletes `*.deleted` leftovers and skips journal

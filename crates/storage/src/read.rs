@@ -5,8 +5,9 @@
 //! journal thread for longer than a binary search. Only bytes below the planned length
 //! and records below the durable tail are returned: the journal thread may be appending
 //! past both concurrently. The durable tail may also be ahead of the segments (the
-//! journal acknowledges a group commit the cache holds before copying it): a read stops
-//! where the segments end, and the reader finds the rest in the cache or on its next read.
+//! journal acknowledges a group commit the cache holds before copying it, and gathers a
+//! log's copies): a segment read stops where the segments end, and `Store::read` takes
+//! the rest from the cache.
 
 use std::sync::Arc;
 

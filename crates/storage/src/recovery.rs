@@ -566,6 +566,7 @@ fn recover_log(
         // Replayed or truncated data may be unsynced; syncing at the next checkpoint is
         // what lets that checkpoint drop the journal.
         dirty: true,
+        pending: crate::journal::PendingCopies::default(),
     };
     Ok(Some((files, salvage)))
 }
