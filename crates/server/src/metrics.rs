@@ -133,6 +133,11 @@ fn describe() {
         "Bytes of records in the read cache"
     );
     describe_gauge!(
+        "millstream_storage_pending_copy_bytes",
+        Unit::Bytes,
+        "Bytes of acknowledged records waiting for their copy to a segment (read from the cache meanwhile)"
+    );
+    describe_gauge!(
         "millstream_storage_open_read_handles",
         "Segment files open for reading"
     );
@@ -217,6 +222,7 @@ impl Telemetry {
                 .absolute(time.appends);
         }
         gauge!("millstream_storage_cache_bytes").set(m.cache_bytes as f64);
+        gauge!("millstream_storage_pending_copy_bytes").set(m.pending_copy_bytes as f64);
         gauge!("millstream_storage_open_read_handles").set(m.open_read_handles as f64);
 
         let usage = self.store.disk_usage();

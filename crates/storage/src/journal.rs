@@ -269,6 +269,8 @@ pub(crate) struct Metrics {
     pub journal_sync_buckets: [AtomicU64; crate::JOURNAL_SYNC_BUCKETS_SECONDS.len() + 1],
     pub journal_bytes: AtomicU64,
     pub placed_bytes: AtomicU64,
+    /// Bytes of answered frames waiting for their copy to a segment (a gauge).
+    pub pending_copy_bytes: AtomicU64,
     pub segment_rolls: AtomicU64,
     pub checkpoints: AtomicU64,
     pub checkpoint_micros: AtomicU64,
@@ -1470,6 +1472,13 @@ impl Journal {
         if self.copy_pending(&full).is_ok() {
             let _ = self.copy_due(0);
         }
+        self.note_pending();
+    }
+
+    fn note_pending(&self) {
+        self.metrics
+            .pending_copy_bytes
+            .store(self.pending_bytes as u64, Ordering::Relaxed);
     }
 
     /// Copies the pending frames of the logs whose oldest pending frame went into the
@@ -1516,6 +1525,7 @@ impl Journal {
         if frames.is_empty() {
             return Ok(());
         }
+        self.note_pending();
         self.copy_to_segments(&frames, HashMap::new())
     }
 
@@ -2112,6 +2122,7 @@ impl Journal {
             return Ok(());
         };
         self.pending_bytes -= files.pending.bytes;
+        self.note_pending();
         let dir = files.shared.dir.clone();
         drop(files);
         // Rename first (atomic): recovery deletes `*.deleted` leftovers and skips journal

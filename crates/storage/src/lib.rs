@@ -377,6 +377,9 @@ pub struct StoreMetrics {
     pub checkpoint_job_micros: u64,
     /// Bytes of records in the read cache now.
     pub cache_bytes: u64,
+    /// Bytes of acknowledged frames whose copy to their segments waits now (they are
+    /// read from the cache meanwhile; see `Journal::publish`).
+    pub pending_copy_bytes: u64,
     /// Read handles open now.
     pub open_read_handles: u64,
     /// Where appends spent their time, per `AppendStage` in `AppendStage::ALL` order.
@@ -1162,6 +1165,7 @@ impl Store {
             checkpoints: m.checkpoints.load(Ordering::Relaxed),
             checkpoint_micros: m.checkpoint_micros.load(Ordering::Relaxed),
             cache_bytes: self.inner.cache.bytes(),
+            pending_copy_bytes: m.pending_copy_bytes.load(Ordering::Relaxed),
             open_read_handles: self.inner.handles.len() as u64,
             append_stages: std::array::from_fn(|i| StageTime {
                 appends: m.append_stage_appends[i].load(Ordering::Relaxed),

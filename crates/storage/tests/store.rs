@@ -652,8 +652,10 @@ async fn sequential_appends_reach_the_segment_in_gathered_writes() {
         0,
         "nothing copied yet: 100 small frames"
     );
+    assert!(store.metrics().pending_copy_bytes > 100 * 3);
     store.settle_checkpoints().await.unwrap();
     assert_eq!(store.metrics().segment_runs, 1, "all 100 in one write");
+    assert_eq!(store.metrics().pending_copy_bytes, 0);
     drop(store); // crash
     let store = Store::open(config).await.unwrap();
     let got = store.read(1, 0, usize::MAX, usize::MAX).await.unwrap();

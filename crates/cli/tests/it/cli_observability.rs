@@ -141,6 +141,8 @@ async fn metrics_count_known_traffic_exactly() {
     assert!(sample(&text, "millstream_storage_segment_bytes", &[]).unwrap() > 38.0);
     assert!(sample(&text, "millstream_storage_journal_syncs_total", &[]).unwrap() >= 3.0);
     assert!(sample(&text, "millstream_storage_disk_bytes", &[]).unwrap() > 0.0);
+    // Five small records: their segment copies are still waiting, read from the cache.
+    assert!(sample(&text, "millstream_storage_pending_copy_bytes", &[]).unwrap() > 38.0);
     // One append per PutRecord, one for the PutRecords (one shard): three per stage.
     for stage in [
         "mailbox",
