@@ -127,24 +127,22 @@ fn room_for_the_journal_unit_only(layer: &FaultLayer) {
         .store((20 + frame_len + 10) as u64, Ordering::SeqCst);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let layer = Arc::new(FaultLayer::new());
-    let store = Store::open_with_layer(config(dir.path()), layer.clone())
-        .await
-        .unwrap();
+/// A store on `layer` with log 1 holding `records(2, 0)`, copied to its segment, and room
+/// left for the journal unit of the next two records only.
+async fn one_append_then_room_for_the_journal_only(
+    config: StoreConfig,
+    layer: &Arc<FaultLayer>,
+) -> Store {
+    let store = Store::open_with_layer(config, layer.clone()).await.unwrap();
     store.create_log(1).await.unwrap();
     store.append(1, records(2, 0)).await.unwrap();
-    // Its segment copy may still be under way.
+    // Its segment copy may still be waiting.
     store.settle_checkpoints().await.unwrap();
-    room_for_the_journal_unit_only(&layer);
-    // A later arrival time, for the look-up by time below.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    // Durable in the journal and held by the cache: acknowledged before the segment copy,
-    // whose failure then fences the store.
-    let ack = store.append(1, records(2, 1)).await.unwrap();
-    assert_eq!(ack.first_sequence, 2);
+    room_for_the_journal_unit_only(layer);
+    store
+}
+
+async fn assert_the_segment_copy_fails(store: &Store) {
     assert!(
         matches!(
             store.settle_checkpoints().await,
@@ -152,6 +150,29 @@ async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
         ),
         "the copy to the segment fails"
     );
+}
+
+/// Reopens and finds both appends, the second restored from the journal.
+async fn assert_replay_restores_both_appends(config: StoreConfig) {
+    let store = Store::open(config).await.unwrap();
+    let all = read_all(&store, 1).await;
+    assert_eq!(all.len(), 4);
+    assert!(all[2].data.starts_with(b"record 1/0"));
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = Arc::new(FaultLayer::new());
+    let store = one_append_then_room_for_the_journal_only(config(dir.path()), &layer).await;
+    // A later arrival time, for the look-up by time below.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Durable in the journal and held by the cache: acknowledged before the segment copy,
+    // whose failure then fences the store.
+    let ack = store.append(1, records(2, 1)).await.unwrap();
+    assert_eq!(ack.first_sequence, 2);
+    assert_the_segment_copy_fails(&store).await;
     layer.space_left.store(u64::MAX, Ordering::SeqCst);
     assert!(
         is_io(&store.append(1, records(2, 2)).await),
@@ -169,12 +190,8 @@ async fn disk_full_on_a_segment_fences_and_the_journal_restores_it() {
         2
     );
     drop(store);
-    let store = Store::open(config(dir.path())).await.unwrap();
     // Replay copies the acknowledged frame to its segment.
-    let all = read_all(&store, 1).await;
-    assert_eq!(all.len(), 4);
-    assert!(all[2].data.starts_with(b"record 1/0"));
-    store.shutdown().await.unwrap();
+    assert_replay_restores_both_appends(config(dir.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,21 +204,11 @@ async fn a_reader_behind_the_cache_reads_the_segments_then_the_cache() {
         .iter()
         .map(|r| (r.key.len() + r.data.len()) as u64 + crate::cache::RECORD_OVERHEAD_BYTES)
         .sum();
-    let store = Store::open_with_layer(config, layer.clone()).await.unwrap();
-    store.create_log(1).await.unwrap();
-    store.append(1, records(2, 0)).await.unwrap();
-    store.settle_checkpoints().await.unwrap();
+    let store = one_append_then_room_for_the_journal_only(config, &layer).await;
     // The next frame is acknowledged and cached, and its segment copy fails: the window
     // between an acknowledgement and its copy, held open.
-    room_for_the_journal_unit_only(&layer);
     store.append(1, records(2, 1)).await.unwrap();
-    assert!(
-        matches!(
-            store.settle_checkpoints().await,
-            Err(StorageError::Io { .. })
-        ),
-        "the copy to the segment fails"
-    );
+    assert_the_segment_copy_fails(&store).await;
     // Record 0 is no longer cached: the segments up to where they end, then the cache.
     let all = store.read(1, 0, usize::MAX, usize::MAX).await.unwrap();
     assert_eq!(
@@ -229,14 +236,7 @@ async fn without_the_cache_a_failed_segment_copy_fails_the_append() {
     let layer = Arc::new(FaultLayer::new());
     let mut config = config(dir.path());
     config.cache_bytes_max = 0;
-    let store = Store::open_with_layer(config.clone(), layer.clone())
-        .await
-        .unwrap();
-    store.create_log(1).await.unwrap();
-    store.append(1, records(2, 0)).await.unwrap();
-    // Its segment copy may still be under way.
-    store.settle_checkpoints().await.unwrap();
-    room_for_the_journal_unit_only(&layer);
+    let store = one_append_then_room_for_the_journal_only(config.clone(), &layer).await;
     // Readers would only find it in the segment: the copy comes first, and its failure is
     // the append's.
     assert!(is_io(&store.append(1, records(2, 1)).await));
@@ -247,13 +247,9 @@ async fn without_the_cache_a_failed_segment_copy_fails_the_append() {
     );
     assert_eq!(read_all(&store, 1).await.len(), 2);
     drop(store);
-    let store = Store::open(config).await.unwrap();
     // The failed append was durable in the journal: reporting Io for it was the
     // ambiguous "may or may not be durable" answer, and replay restored it whole.
-    let all = read_all(&store, 1).await;
-    assert_eq!(all.len(), 4);
-    assert!(all[2].data.starts_with(b"record 1/0"));
-    store.shutdown().await.unwrap();
+    assert_replay_restores_both_appends(config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
