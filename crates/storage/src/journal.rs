@@ -112,6 +112,12 @@ const GROUP_BYTES_MAX: usize = 16 << 20;
 /// A log's pending segment copies are written once they reach this many bytes: one write
 /// of ~64 KiB instead of one per group commit. Chosen, not tuned (BENCHMARKS.md, round 10).
 const COALESCE_BYTES: usize = 64 << 10;
+/// An early flush round waits until the journal has grown by this much for each segment
+/// file it would sync: a round `fdatasync`s every segment written since the last one, and
+/// on a 1,000-shard stream each of those ~1,000 syncs wrote a few KiB, five rounds a second
+/// (the flush thread was 13 % of the server's samples; no early flush at all measured
+/// 1.12-1.43x records/s there, BENCHMARKS.md round 10). With a few logs it changes nothing.
+const FLUSH_BYTES_PER_FILE: u64 = 128 << 10;
 /// Past this many bytes of pending copies across logs, the oldest logs' are written: it
 /// bounds the memory they hold (a 1,000-shard stream has a pending run on every shard).
 const PENDING_BYTES_MAX: usize = 16 << 20;
@@ -265,6 +271,7 @@ pub(crate) struct Metrics {
     pub journal_sync_nanos: AtomicU64,
     pub pipelined_syncs: AtomicU64,
     pub segment_runs: AtomicU64,
+    pub segment_flush_rounds: AtomicU64,
     /// Per `crate::JOURNAL_SYNC_BUCKETS_SECONDS` bound, plus the overflow bucket.
     pub journal_sync_buckets: [AtomicU64; crate::JOURNAL_SYNC_BUCKETS_SECONDS.len() + 1],
     pub journal_bytes: AtomicU64,
@@ -808,6 +815,9 @@ pub(crate) struct Journal {
     flusher: Flusher,
     /// Journal bytes since the last early-flush round.
     bytes_since_flush: u64,
+    /// Journal bytes since the last round at which the next one is due, once more files
+    /// were written than `journal_bytes_max / 8` covers (0: not computed yet).
+    flush_due_at: u64,
     /// The background part of the last checkpoint, while it runs (or until reaped).
     job: Option<std::thread::JoinHandle<JobResult>>,
     /// Held for the life of the thread: one store per directory.
@@ -936,6 +946,7 @@ impl Journal {
             buffer: Vec::new(),
             flusher,
             bytes_since_flush: 0,
+            flush_due_at: 0,
             job: None,
             prepared_to: len,
             space,
@@ -1412,21 +1423,40 @@ impl Journal {
             }
         }
         self.bytes_since_flush += unit_len;
-        if self.bytes_since_flush >= (self.config.journal_bytes_max / 8).max(1 << 20) {
-            self.bytes_since_flush = 0;
-            let files = self
-                .logs
-                .values_mut()
-                .filter(|f| f.unflushed)
-                .filter_map(|f| {
-                    f.unflushed = false;
-                    // A closed file was not written for a whole checkpoint interval: the
-                    // checkpoint that noted its last writes syncs it.
-                    f.active.clone()
-                })
-                .collect();
-            self.flusher.submit(files);
+        self.flush_early_if_due();
+    }
+
+    /// Starts an early flush round once the journal has grown by `journal_bytes_max / 8`
+    /// since the last one, and by `FLUSH_BYTES_PER_FILE` for each segment file the round
+    /// would sync.
+    fn flush_early_if_due(&mut self) {
+        let every = (self.config.journal_bytes_max / 8).max(1 << 20);
+        if self.bytes_since_flush < every.max(self.flush_due_at) {
+            return;
         }
+        let unflushed = self.logs.values().filter(|f| f.unflushed).count() as u64;
+        let due_at = every.max(unflushed * FLUSH_BYTES_PER_FILE);
+        if self.bytes_since_flush < due_at {
+            self.flush_due_at = due_at;
+            return;
+        }
+        self.bytes_since_flush = 0;
+        self.flush_due_at = 0;
+        let files = self
+            .logs
+            .values_mut()
+            .filter(|f| f.unflushed)
+            .filter_map(|f| {
+                f.unflushed = false;
+                // A closed file was not written for a whole checkpoint interval: the
+                // checkpoint that noted its last writes syncs it.
+                f.active.clone()
+            })
+            .collect();
+        self.metrics
+            .segment_flush_rounds
+            .fetch_add(1, Ordering::Relaxed);
+        self.flusher.submit(files);
     }
 
     /// Leaves an answered unit's frames pending (placed frames are in their segments

@@ -354,8 +354,11 @@ pub struct StoreMetrics {
     /// Journal syncs that ran on the sync thread while the journal thread went on with the
     /// next group commit (pipelined group commit, under concurrent appends).
     pub pipelined_syncs: u64,
-    /// Segment writes that copied two or more frames of one log from one group commit.
+    /// Segment writes that copied two or more frames of one log at once.
     pub segment_runs: u64,
+    /// Early flush rounds started (`fdatasync`s of the segments written since the last
+    /// round, off the journal thread).
+    pub segment_flush_rounds: u64,
     /// Those syncs by latency: entry `i` counts syncs that took at most
     /// `JOURNAL_SYNC_BUCKETS_SECONDS[i]` (and more than the bound before it); the last
     /// entry counts the slower ones. Not cumulative.
@@ -1154,6 +1157,7 @@ impl Store {
             journal_sync_nanos_total: m.journal_sync_nanos.load(Ordering::Relaxed),
             pipelined_syncs: m.pipelined_syncs.load(Ordering::Relaxed),
             segment_runs: m.segment_runs.load(Ordering::Relaxed),
+            segment_flush_rounds: m.segment_flush_rounds.load(Ordering::Relaxed),
             journal_sync_buckets: std::array::from_fn(|i| {
                 m.journal_sync_buckets[i].load(Ordering::Relaxed)
             }),

@@ -692,3 +692,41 @@ async fn pending_copies_land_before_the_cache_evicts_them() {
     }
     assert!(store.metrics().segment_runs > 0, "{:?}", store.metrics());
 }
+
+/// An early flush round syncs every segment written since the last one: with many logs
+/// written it waits until the journal has grown by 128 KiB per file it would sync, with
+/// one log it comes every `journal_bytes_max / 8`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_flush_rounds_wait_for_enough_bytes_per_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.journal_bytes_max = 8 << 20; // a round every 1 MiB of journal, at the least
+    let store = Store::open(config).await.unwrap();
+    let record = |i: u64| AppendRecord {
+        key: Bytes::from_static(b"k"),
+        // Over 64 KiB: copied to its segment at once, not left pending.
+        data: Bytes::from(vec![i as u8; 80 << 10]),
+        flags: 0,
+    };
+    for log in 0..40 {
+        store.create_log(log).await.unwrap();
+    }
+    // 40 files written, ~3.2 MiB of journal: a round would want 40 x 128 KiB = 5 MiB.
+    for i in 0..40 {
+        store.append(i, vec![record(i)]).await.unwrap();
+    }
+    store.settle_checkpoints().await.unwrap(); // the round starts after the answer
+    assert_eq!(store.metrics().segment_flush_rounds, 0);
+    // Another ~2 MiB over the same files: due.
+    for i in 0..26 {
+        store.append(i, vec![record(i)]).await.unwrap();
+    }
+    store.settle_checkpoints().await.unwrap();
+    assert_eq!(store.metrics().segment_flush_rounds, 1);
+    // One file written: a round every 1 MiB again.
+    for _ in 0..14 {
+        store.append(0, vec![record(0)]).await.unwrap();
+    }
+    store.settle_checkpoints().await.unwrap();
+    assert_eq!(store.metrics().segment_flush_rounds, 2);
+}
