@@ -108,6 +108,21 @@ impl RecordCache {
         max_records: usize,
         max_bytes: usize,
     ) -> Option<Vec<StoredRecord>> {
+        self.read_after(log, from, until, &[], max_records, max_bytes)
+    }
+
+    /// `read`, continuing a read that already `taken` records (from the segments): the
+    /// limits count them too.
+    pub fn read_after(
+        &self,
+        log: LogId,
+        from: u64,
+        until: u64,
+        taken: &[StoredRecord],
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Option<Vec<StoredRecord>> {
+        let taken_bytes: usize = taken.iter().map(|r| r.key.len() + r.data.len()).sum();
         let inner = self.inner.lock();
         let batches = inner.logs.get(&log)?;
         let front = batches.front()?;
@@ -123,7 +138,13 @@ impl RecordCache {
                     continue;
                 }
                 if record.sequence >= until
-                    || !fits(out.len(), bytes, record, max_records, max_bytes)
+                    || !fits(
+                        taken.len() + out.len(),
+                        taken_bytes + bytes,
+                        record,
+                        max_records,
+                        max_bytes,
+                    )
                 {
                     return Some(out);
                 }

@@ -938,19 +938,12 @@ impl Store {
         // The newest records may not be in the segments yet (the journal copies them
         // later, see `Journal::publish`): the rest of the read from the cache.
         let next = records.last().map_or(from, |r| r.sequence + 1);
-        if next < until && records.len() < max_records {
-            let taken: usize = records.iter().map(|r| r.key.len() + r.data.len()).sum();
-            let room = max_bytes.saturating_sub(taken);
-            if let Some(rest) =
-                self.inner
-                    .cache
-                    .read(id, next, until, max_records - records.len(), room)
-                && rest
-                    .first()
-                    .is_some_and(|r| records.is_empty() || r.key.len() + r.data.len() <= room)
-            {
-                records.extend(rest);
-            }
+        if let Some(rest) =
+            self.inner
+                .cache
+                .read_after(id, next, until, &records, max_records, max_bytes)
+        {
+            records.extend(rest);
         }
         Ok(records)
     }
