@@ -1,8 +1,8 @@
 //! One method per operation: convert the input, call the domain, build the output.
 
 use millstream_streams::{
-    CreateStream, IteratorType, ListShardsRequest, PutEntry, PutResult, ShardFilter, StreamMode,
-    Streams, now_ms,
+    ConnectionPolls, CreateStream, IteratorType, ListShardsRequest, PutEntry, PutResult,
+    ShardFilter, StreamMode, Streams, now_ms,
 };
 use millstream_types::limits::{
     DESCRIBE_STREAM_SHARDS_PAGE_MAX, LIST_STREAMS_PAGE_MAX, LIST_TAGS_PAGE_MAX,
@@ -325,12 +325,21 @@ impl Handlers<'_> {
         })
     }
 
-    pub async fn get_records(&self, i: GetRecordsInput) -> Result<GetRecordsPage> {
+    pub async fn get_records(
+        &self,
+        i: GetRecordsInput,
+        connection: Option<&ConnectionPolls>,
+    ) -> Result<GetRecordsPage> {
         let started = Instant::now();
         let iterator = i.shard_iterator.as_deref().unwrap_or_default();
         let outcome = self
             .streams
-            .get_records(iterator, i.limit.map(to_usize), i.stream_arn.as_deref())
+            .get_records(
+                iterator,
+                i.limit.map(to_usize),
+                i.stream_arn.as_deref(),
+                connection,
+            )
             .await?;
         telemetry::get_records(
             self.series,
@@ -855,6 +864,7 @@ pub(crate) mod telemetry {
         success: Counter,
         latency: Histogram,
         iterator_age: Gauge,
+        tip_waits: Counter,
     }
 
     impl StreamSeries {
@@ -906,6 +916,7 @@ pub(crate) mod telemetry {
                 success: self.counter("kinesis_get_records_success_total"),
                 latency: histogram!("kinesis_get_records_latency_seconds", "stream" => self.name.clone()),
                 iterator_age: gauge!("kinesis_get_records_iterator_age_milliseconds", "stream" => self.name.clone()),
+                tip_waits: self.counter("millstream_get_records_tip_waits_total"),
             })
         }
     }
@@ -1038,6 +1049,9 @@ pub(crate) mod telemetry {
         series.records.increment(records);
         series.success.increment(1);
         series.latency.record(took.as_secs_f64());
+        if outcome.waited_at_tip {
+            series.tip_waits.increment(1);
+        }
         let age = outcome.millis_behind_latest as f64;
         series.iterator_age.set(age);
         shard_traffic(

@@ -17,7 +17,7 @@ mod subscribe;
 
 use bytes::Bytes;
 use millstream_aws_protocol::{Protocol, Validate, decode, encode};
-use millstream_streams::Streams;
+use millstream_streams::{ConnectionPolls, Streams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -86,6 +86,8 @@ impl KinesisApi {
     }
 
     /// Runs one operation on a request body (SubscribeToShard has `subscribe_to_shard`).
+    /// `connection` is the memory of the client connection the request came on, which lets a
+    /// repeated GetRecords at a shard's tip wait for the next record (`ConnectionPolls`).
     ///
     /// # Errors
     /// The AWS error to send back.
@@ -94,12 +96,18 @@ impl KinesisApi {
         operation: Operation,
         protocol: Protocol,
         body: &[u8],
+        connection: Option<&ConnectionPolls>,
     ) -> Result<Bytes, KinesisError> {
         use Operation::*;
         let h = handlers::Handlers {
             streams: &self.streams,
             series: &self.series,
         };
+        if operation != GetRecords
+            && let Some(connection) = connection
+        {
+            connection.forget();
+        }
         match operation {
             AddTagsToStream => run(protocol, body, async |i| h.add_tags_to_stream(i).await).await,
             CreateStream => run(protocol, body, async |i| h.create_stream(i).await).await,
@@ -131,7 +139,7 @@ impl KinesisApi {
             GetRecords => {
                 let input: model::GetRecordsInput = decode(protocol, body)?;
                 input.validate_input()?;
-                let page = h.get_records(input).await?;
+                let page = h.get_records(input, connection).await?;
                 Ok(match protocol {
                     Protocol::Json => records_json::encode_page(&page),
                     Protocol::Cbor => records_cbor::encode_page(&page),

@@ -94,6 +94,10 @@ struct ServeArgs {
     /// 5 reads/s and 2 MiB/s read): ProvisionedThroughputExceededException as on AWS.
     #[arg(long, env = "MILLSTREAM_THROTTLE")]
     throttle: bool,
+    /// Milliseconds a GetRecords repeated at a shard's tip on the same connection waits for
+    /// the next record before answering empty; 0 answers every poll at once [default: 50].
+    #[arg(long, env = "MILLSTREAM_GET_RECORDS_TIP_WAIT_MS")]
+    get_records_tip_wait_ms: Option<u64>,
     /// Where Firehose S3 destinations write: an S3-compatible endpoint URL, `aws`, or
     /// `embedded` (buckets as directories under <data-dir>/buckets/) [default: the
     /// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables if set, else embedded].
@@ -124,6 +128,7 @@ impl ServeArgs {
             tls_key: self.tls_key.clone(),
             subscription_lifetime_ms: self.subscription_lifetime_ms,
             throughput_limits: self.throttle.then_some(true),
+            get_records_tip_wait_ms: self.get_records_tip_wait_ms,
             firehose: (self.firehose_s3_endpoint.is_some() || self.lambda_endpoint.is_some()).then(
                 || millstream_server::config::FirehoseSettings {
                     s3_endpoint: self.firehose_s3_endpoint.clone(),

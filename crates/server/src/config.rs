@@ -41,6 +41,9 @@ pub struct Settings {
     pub subscription_lifetime_ms: Option<u64>,
     /// Emulate AWS's per-shard throughput quotas (off by default).
     pub throughput_limits: Option<bool>,
+    /// How long a GetRecords repeated at a shard's tip on the same connection waits for the
+    /// next record (ms); 0 answers every poll at once.
+    pub get_records_tip_wait_ms: Option<u64>,
     /// When non-empty, SigV4 signatures are verified against these credentials.
     #[serde(default)]
     pub credentials: Vec<Credential>,
@@ -126,6 +129,9 @@ impl Settings {
                 .or(fallback.subscription_lifetime_ms),
             log: self.log.or(fallback.log),
             throughput_limits: self.throughput_limits.or(fallback.throughput_limits),
+            get_records_tip_wait_ms: self
+                .get_records_tip_wait_ms
+                .or(fallback.get_records_tip_wait_ms),
             credentials: if self.credentials.is_empty() {
                 fallback.credentials
             } else {
@@ -183,6 +189,7 @@ pub struct ServerConfig {
     pub tls: Option<crate::listener::TlsSource>,
     pub subscription_lifetime: Duration,
     pub throughput_limits: bool,
+    pub get_records_tip_wait: Duration,
     pub credentials: Vec<Credential>,
     pub firehose: FirehoseServerConfig,
 }
@@ -274,6 +281,8 @@ pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
 const MAX_BODY_BYTES_CEILING: usize = 64 << 20;
 const DELAY_MS_MAX: u64 = 3_600_000;
+/// Well inside the read timeouts of the AWS SDKs (boto3 60 s, the Java SDK 50 s).
+const TIP_WAIT_MS_MAX: u64 = 10_000;
 
 fn parse_sync(text: &str) -> Result<SyncPolicy, ConfigError> {
     match text {
@@ -384,8 +393,17 @@ impl ServerConfig {
                 "subscription_lifetime_ms: must be between 1000 and 300000, got {lifetime_ms}"
             )));
         }
+        let tip_wait_ms = settings
+            .get_records_tip_wait_ms
+            .unwrap_or(millstream_streams::TIP_WAIT_DEFAULT.as_millis() as u64);
+        if tip_wait_ms > TIP_WAIT_MS_MAX {
+            return Err(ConfigError(format!(
+                "get_records_tip_wait_ms: must be at most {TIP_WAIT_MS_MAX}, got {tip_wait_ms}"
+            )));
+        }
         Ok(ServerConfig {
             tls,
+            get_records_tip_wait: Duration::from_millis(tip_wait_ms),
             subscription_lifetime: Duration::from_millis(lifetime_ms),
             throughput_limits: settings.throughput_limits.unwrap_or(false),
             host: settings.host.unwrap_or_else(|| DEFAULT_HOST.to_string()),

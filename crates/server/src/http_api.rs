@@ -16,6 +16,7 @@ use millstream_aws_protocol::error::status_for_code;
 use millstream_aws_protocol::literals::{HEADER_AMZ_TARGET, HEADER_REQUEST_ID};
 use millstream_aws_protocol::sigv4::{self, Mode};
 use millstream_aws_protocol::{EncodedError, Protocol};
+use millstream_streams::ConnectionPolls;
 use tracing::Instrument;
 
 pub(crate) struct AppState {
@@ -257,7 +258,12 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
             }
         };
     }
-    match state.kinesis.handle(operation, protocol, &body).await {
+    let connection = parts.extensions.get::<Arc<ConnectionPolls>>();
+    match state
+        .kinesis
+        .handle(operation, protocol, &body, connection.map(Arc::as_ref))
+        .await
+    {
         Ok(body) => success(protocol, body),
         Err(err) => {
             log_failure(request_id, &operation, err.code, err.message.as_deref());

@@ -59,6 +59,7 @@ impl Server {
         streams_config.expose_stream_id = config.expose_stream_id;
         streams_config.subscription_lifetime = config.subscription_lifetime;
         streams_config.throughput_limits = config.throughput_limits;
+        streams_config.tip_wait = config.get_records_tip_wait;
         let streams = Streams::open(
             streams_config,
             store.clone(),
@@ -112,13 +113,15 @@ impl Server {
             .iter()
             .map(|c| (c.access_key_id.clone(), c.secret_access_key.clone()))
             .collect();
+        let telemetry =
+            metrics::Telemetry::new(store.clone(), streams.clone(), config.data_dir.clone());
         let state = Arc::new(http_api::AppState {
             kinesis: KinesisApi::new(streams),
             firehose: millstream_api_firehose::FirehoseApi::new(firehose),
             credentials,
             max_body_bytes: config.max_body_bytes,
             data_dir: config.data_dir.clone(),
-            telemetry: metrics::Telemetry::new(store.clone(), config.data_dir.clone()),
+            telemetry,
         });
         let address = format!("{}:{}", config.host, config.port);
         let listener = tokio::net::TcpListener::bind(&address)

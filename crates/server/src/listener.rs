@@ -17,10 +17,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use millstream_streams::ConnectionPolls;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 /// The first byte of a TLS handshake record.
 const TLS_HANDSHAKE: u8 = 0x16;
@@ -110,12 +112,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(err) = serve_connection(stream, service, builder, tls, watcher).await {
+            if let Err(err) = serve_connection(stream, router, builder, tls, watcher).await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });
@@ -131,11 +133,20 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
-    service: TowerToHyperService<Router>,
+    router: Router,
     builder: Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // What this connection's requests found, for a GetRecords repeated at a shard's tip
+    // (`ConnectionPolls`): one per connection, handed to each of its requests.
+    let polls = Arc::new(ConnectionPolls::default());
+    let service = TowerToHyperService::new(router.map_request(
+        move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(polls.clone());
+            request
+        },
+    ));
     let mut first = [0u8; 1];
     let is_tls = tls.is_some() && stream.peek(&mut first).await? == 1 && first[0] == TLS_HANDSHAKE;
     match tls {

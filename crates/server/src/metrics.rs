@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use millstream_storage::Store;
+use millstream_streams::Streams;
 
 /// Histogram buckets for request latencies, in seconds: 100 µs to 10 s. An fsync'd put on
 /// a typical SSD lands around 1-5 ms; a GetRecords served from the cache well under 1 ms.
@@ -166,6 +167,14 @@ fn describe() {
         Unit::Bytes,
         "Resident set size"
     );
+    describe_gauge!(
+        "millstream_get_records_tip_waiting",
+        "GetRecords calls waiting at a shard's tip for the next record now"
+    );
+    describe_counter!(
+        "millstream_get_records_tip_waits_total",
+        "GetRecords calls that waited at a shard's tip before answering"
+    );
     describe_gauge!("process_threads", "Operating-system threads of the process");
     describe_gauge!("process_open_fds", "Open file descriptors");
 }
@@ -174,11 +183,12 @@ fn describe() {
 pub(crate) struct Telemetry {
     handle: PrometheusHandle,
     store: Store,
+    streams: Streams,
     data_dir: PathBuf,
 }
 
 impl Telemetry {
-    pub(crate) fn new(store: Store, data_dir: PathBuf) -> Telemetry {
+    pub(crate) fn new(store: Store, streams: Streams, data_dir: PathBuf) -> Telemetry {
         let handle = handle();
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -188,6 +198,7 @@ impl Telemetry {
         Telemetry {
             handle,
             store,
+            streams,
             data_dir,
         }
     }
@@ -236,6 +247,7 @@ impl Telemetry {
         gauge!("millstream_storage_disk_bytes")
             .set((usage.segment_bytes + usage.journal_bytes + metadata_bytes) as f64);
 
+        gauge!("millstream_get_records_tip_waiting").set(self.streams.tip_waiting() as f64);
         sample_process();
         self.handle.render()
     }

@@ -2,15 +2,17 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use millstream_storage::{AppendRecord, StorageError, StoredRecord};
+use millstream_storage::{AppendRecord, LogId, StorageError, StoredRecord};
 use millstream_types::hash_key::{hash_partition_key, parse_hash_key};
 use millstream_types::limits::{GET_RECORDS_BYTES_MAX, GET_RECORDS_LIMIT_MAX, ITERATOR_TTL};
 use millstream_types::sequence::COUNTER_MAX;
 use millstream_types::{SequenceParts, ShardId};
 
 use crate::meta::ShardMeta;
+use crate::tip::{ConnectionPolls, TipWaiting};
 use crate::token::{IteratorPosition, KIND_ITERATOR};
 use crate::{Result, StreamRef, StreamView, Streams, StreamsError, format_java_date, now_ms};
 
@@ -189,6 +191,8 @@ pub struct GetRecordsOutcome {
     pub next_shard_iterator: Option<String>,
     pub millis_behind_latest: u64,
     pub child_shards: Vec<ChildShardOut>,
+    /// The request waited at the shard's tip before this answer (module `tip`).
+    pub waited_at_tip: bool,
 }
 
 pub fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64) -> String {
@@ -633,6 +637,9 @@ impl Streams {
         self.inner.sealer.seal(KIND_ITERATOR, &iterator.encode())
     }
 
+    /// Reads from the position an iterator names. With `connection` given, a repeated poll
+    /// at an open shard's tip waits up to `tip_wait` for the next record (module `tip`).
+    ///
     /// # Errors
     /// `InvalidArgument` for a malformed iterator, `ExpiredIterator` after 5 minutes,
     /// `NotFound` when the stream or shard is gone.
@@ -641,6 +648,7 @@ impl Streams {
         iterator: &str,
         limit: Option<usize>,
         stream_arn: Option<&str>,
+        connection: Option<&ConnectionPolls>,
     ) -> Result<GetRecordsOutcome> {
         // The AWS CLI's `--query ShardIterator` output keeps JSON quotes; AWS accepts them.
         let token = iterator.trim_matches('"');
@@ -663,16 +671,10 @@ impl Streams {
             name: Some(position.stream.clone()),
             arn: stream_arn.map(str::to_string),
         };
-        let view = self.data_view(&target)?;
-        if view.meta.incarnation != position.incarnation {
-            return Err(self.stream_not_found(&position.stream));
-        }
         let shard_id = ShardId(position.shard_index);
-        let shard = view
-            .shard(shard_id)
-            .filter(|s| !view.is_expired(s, now))
-            .ok_or_else(|| self.shard_not_found(&shard_id.to_string(), &view.meta.name))?;
-        if !self.inner.throttle.admit_read(shard.log_id) {
+        let view = self.iterator_view(&target, &position, now)?;
+        let log_id = view.shard(shard_id).expect("iterator_view found it").log_id;
+        if !self.inner.throttle.admit_read(log_id) {
             return Err(StreamsError::ThroughputExceeded(format!(
                 "Rate exceeded for Shard - {shard_id} in stream {} under account {}.",
                 view.meta.name,
@@ -682,25 +684,74 @@ impl Streams {
         let limit = limit
             .unwrap_or(GET_RECORDS_LIMIT_MAX)
             .min(GET_RECORDS_LIMIT_MAX);
+        let page = self
+            .read_page(view, shard_id, position.position, limit, now)
+            .await?;
+        let Some(connection) = connection else {
+            return Ok(page.outcome);
+        };
+        let wait = self.inner.config.tip_wait;
+        if !(page.found_nothing && page.shard_open)
+            || wait.is_zero()
+            || !connection.is_polling_tip_of(log_id)
+        {
+            connection.answered(log_id, page.found_nothing);
+            return Ok(page.outcome);
+        }
+        self.wait_at_tip(&position.stream, log_id, position.position, wait)
+            .await?;
+        // Answered as a request arriving now would be: the stream may have changed meanwhile.
+        let now = now_ms();
+        let view = self.iterator_view(&target, &position, now)?;
+        let page = self
+            .read_page(view, shard_id, position.position, limit, now)
+            .await?;
+        connection.answered(log_id, true);
+        Ok(GetRecordsOutcome {
+            waited_at_tip: true,
+            ..page.outcome
+        })
+    }
+
+    /// The stream an iterator reads, with AWS's errors when it or the iterator's shard is gone.
+    fn iterator_view(
+        &self,
+        target: &StreamRef,
+        position: &IteratorPosition,
+        now: u64,
+    ) -> Result<Arc<StreamView>> {
+        let view = self.data_view(target)?;
+        if view.meta.incarnation != position.incarnation {
+            return Err(self.stream_not_found(&position.stream));
+        }
+        let shard_id = ShardId(position.shard_index);
+        if view.shard(shard_id).is_none_or(|s| view.is_expired(s, now)) {
+            return Err(self.shard_not_found(&shard_id.to_string(), &view.meta.name));
+        }
+        Ok(view)
+    }
+
+    async fn read_page(
+        &self,
+        view: Arc<StreamView>,
+        shard_id: ShardId,
+        from: u64,
+        limit: usize,
+        now: u64,
+    ) -> Result<Page> {
+        let shard = view.shard(shard_id).expect("iterator_view found it");
         let stored = self
             .inner
             .store
-            .read(
-                shard.log_id,
-                position.position,
-                limit,
-                GET_RECORDS_BYTES_MAX,
-            )
+            .read(shard.log_id, from, limit, GET_RECORDS_BYTES_MAX)
             .await?;
         let returned_bytes: usize = stored.iter().map(|r| r.key.len() + r.data.len()).sum();
         self.inner
             .throttle
             .charge_read(shard.log_id, returned_bytes);
+        let found_nothing = stored.is_empty();
         let cutoff = now.saturating_sub(view.retention_ms());
-        let next_position = stored
-            .last()
-            .map(|r| r.sequence + 1)
-            .unwrap_or(position.position);
+        let next_position = stored.last().map(|r| r.sequence + 1).unwrap_or(from);
         let records = PageRecords::new(
             shard.created_ms,
             shard.index,
@@ -714,28 +765,71 @@ impl Streams {
             && next_position >= closed.end_position
             && records.is_empty()
         {
-            return Ok(GetRecordsOutcome {
-                shard_id,
-                view: view.clone(),
-                records,
-                next_shard_iterator: None,
-                millis_behind_latest: 0,
-                child_shards: child_shards(&view, shard.index),
+            return Ok(Page {
+                found_nothing,
+                shard_open: false,
+                outcome: GetRecordsOutcome {
+                    shard_id,
+                    child_shards: child_shards(&view, shard.index),
+                    view,
+                    records,
+                    next_shard_iterator: None,
+                    millis_behind_latest: 0,
+                    waited_at_tip: false,
+                },
             });
         }
         let millis_behind_latest = match records.records.last() {
             Some(last) if next_position < tail.next_sequence => now.saturating_sub(last.arrival_ms),
             _ => 0,
         };
-        Ok(GetRecordsOutcome {
-            shard_id,
-            view: view.clone(),
-            records,
-            next_shard_iterator: Some(self.seal_iterator(&view, shard.index, next_position)),
-            millis_behind_latest,
-            child_shards: Vec::new(),
+        let shard_open = shard.closed.is_none();
+        let next_shard_iterator = Some(self.seal_iterator(&view, shard.index, next_position));
+        Ok(Page {
+            found_nothing,
+            shard_open,
+            outcome: GetRecordsOutcome {
+                shard_id,
+                view,
+                records,
+                next_shard_iterator,
+                millis_behind_latest,
+                child_shards: Vec::new(),
+                waited_at_tip: false,
+            },
         })
     }
+
+    /// Returns once `log` holds a record at `position`, the stream changes (a reshard may
+    /// have closed the shard), the server begins to shut down, or `wait` has passed.
+    async fn wait_at_tip(
+        &self,
+        stream: &str,
+        log: LogId,
+        position: u64,
+        wait: std::time::Duration,
+    ) -> Result<()> {
+        let mut tail = self.inner.store.watch_tail(log)?;
+        let mut changes = self.entry(stream)?.changes.subscribe();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let _waiting = TipWaiting::count(&self.inner.tip_waiting);
+        tokio::select! {
+            // An error: the log was removed with its stream; the second read reports it.
+            _ = tail.wait_for(|&next_sequence| next_sequence > position) => {}
+            _ = changes.changed() => {}
+            _ = shutdown.wait_for(|&shutting_down| shutting_down) => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        Ok(())
+    }
+}
+
+/// One GetRecords answer and what decides whether its poll may wait at the tip.
+struct Page {
+    outcome: GetRecordsOutcome,
+    /// The store had no record at the iterator's position (before retention filtering).
+    found_nothing: bool,
+    shard_open: bool,
 }
 
 fn to_record_out(shard_created_ms: u64, shard_index: u32, record: StoredRecord) -> RecordOut {

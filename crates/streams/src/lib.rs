@@ -28,6 +28,7 @@ mod reshard;
 mod subscription;
 mod throttle;
 mod time;
+mod tip;
 mod token;
 
 use std::collections::BTreeMap;
@@ -51,9 +52,15 @@ pub use millstream_storage::StoredRecord;
 pub use reshard::{ListShardsRequest, ShardFilter, ShardPage};
 pub use subscription::{PushedEvent, StartingPosition, Subscription, SubscriptionItem};
 pub use time::{format_java_date, now_ms};
+pub use tip::ConnectionPolls;
 
 use crate::meta::Catalog;
 use crate::token::TokenSealer;
+
+/// Chosen to be well above the gap between records of a shard taking a steady trickle (a
+/// waiting poll then ends on a record, not empty), and small enough that a client polling an
+/// empty shard on purpose barely notices: AWS itself takes tens of milliseconds per call.
+pub const TIP_WAIT_DEFAULT: Duration = Duration::from_millis(50);
 
 /// How the Data Streams service behaves; fixed for the life of the process.
 #[derive(Debug, Clone)]
@@ -78,6 +85,9 @@ pub struct StreamsConfig {
     pub subscription_heartbeat: Duration,
     /// Emulate AWS's per-shard throughput quotas (ProvisionedThroughputExceededException).
     pub throughput_limits: bool,
+    /// How long a GetRecords repeated at an open shard's tip waits for the next record
+    /// (module `tip`); zero answers every poll at once.
+    pub tip_wait: Duration,
 }
 
 impl StreamsConfig {
@@ -93,6 +103,7 @@ impl StreamsConfig {
             subscription_lifetime: Duration::from_secs(300),
             subscription_heartbeat: Duration::from_secs(3),
             throughput_limits: false,
+            tip_wait: TIP_WAIT_DEFAULT,
         }
     }
 
@@ -233,6 +244,8 @@ pub(crate) struct Inner {
     throttle: throttle::Throttle,
     /// Flipped once at shutdown so long-lived subscriptions end and connections can drain.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// GetRecords calls waiting at a shard's tip now (module `tip`).
+    tip_waiting: std::sync::atomic::AtomicU64,
 }
 
 /// The Data Streams service: cheap to clone, shared by every request.
@@ -313,6 +326,7 @@ impl Streams {
                 subscriptions: subscription::SubscriptionRegistry::default(),
                 throttle,
                 shutdown: tokio::sync::watch::channel(false).0,
+                tip_waiting: Default::default(),
             }),
         };
         let weak = Arc::downgrade(&streams.inner);
@@ -336,6 +350,13 @@ impl Streams {
 
     /// Ends every subscription (cleanly, as at the end of its lifetime) so the server can
     /// drain its connections; the service keeps answering other requests.
+    /// GetRecords calls waiting at a shard's tip for the next record right now.
+    pub fn tip_waiting(&self) -> u64 {
+        self.inner
+            .tip_waiting
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
     }

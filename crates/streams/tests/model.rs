@@ -77,7 +77,10 @@ async fn read_shard(streams: &Streams, shard: &str) -> (Vec<(String, Bytes)>, Op
         .unwrap();
     let mut records = Vec::new();
     loop {
-        let page = streams.get_records(&iterator, Some(7), None).await.unwrap();
+        let page = streams
+            .get_records(&iterator, Some(7), None, None)
+            .await
+            .unwrap();
         let empty = page.records.is_empty();
         records.extend(
             page.records

@@ -16,5 +16,6 @@ mod sdk_fanout;
 mod sdk_reshard;
 mod support;
 mod throttle;
+mod tip_wait;
 mod transport;
 mod wire;

@@ -52,6 +52,18 @@ fn boto3_firehose_suite_passes() {
     );
 }
 
+/// boto3's pooled connection carries a poll repeated at a shard's tip, which waits for the
+/// next record (`tip_wait.rs` has the SDK's side and the cases that must not wait).
+#[test]
+fn boto3_tip_poll_waits_for_the_next_record() {
+    let server = TestServer::start_with(&["--get-records-tip-wait-ms", "10000"]);
+    run(
+        "python3",
+        &[script("boto3_tip_poll.py").to_str().unwrap()],
+        &server,
+    );
+}
+
 /// The README's quick start, extracted from the README itself and run against a server on a
 /// free port (the only change: the documented port becomes that port).
 #[test]
