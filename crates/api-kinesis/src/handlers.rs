@@ -1048,8 +1048,13 @@ pub(crate) mod telemetry {
         series.bytes.increment(bytes);
         series.records.increment(records);
         series.success.increment(1);
-        series.latency.record(took.as_secs_f64());
-        if outcome.waited_at_tip {
+        // Service time, as before waits existed: a wait at the tip is the consumer's idle time
+        // and is counted apart, so dashboards built on this latency keep their meaning.
+        let waited = outcome.waited_at_tip.unwrap_or_default();
+        series
+            .latency
+            .record(took.saturating_sub(waited).as_secs_f64());
+        if outcome.waited_at_tip.is_some() {
             series.tip_waits.increment(1);
         }
         let age = outcome.millis_behind_latest as f64;

@@ -87,7 +87,8 @@ impl KinesisApi {
 
     /// Runs one operation on a request body (SubscribeToShard has `subscribe_to_shard`).
     /// `connection` is the memory of the client connection the request came on, which lets a
-    /// repeated GetRecords at a shard's tip wait for the next record (`ConnectionPolls`).
+    /// repeated GetRecords at a shard's tip wait for the next record (`ConnectionPolls`); the
+    /// caller clears it for every other request.
     ///
     /// # Errors
     /// The AWS error to send back.
@@ -103,11 +104,6 @@ impl KinesisApi {
             streams: &self.streams,
             series: &self.series,
         };
-        if operation != GetRecords
-            && let Some(connection) = connection
-        {
-            connection.forget();
-        }
         match operation {
             AddTagsToStream => run(protocol, body, async |i| h.add_tags_to_stream(i).await).await,
             CreateStream => run(protocol, body, async |i| h.create_stream(i).await).await,

@@ -223,6 +223,17 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         .get(HEADER_AMZ_TARGET)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let connection = parts
+        .extensions
+        .get::<Arc<ConnectionPolls>>()
+        .map(Arc::as_ref);
+    // Any request but GetRecords, of either service, ends the connection's polling of a
+    // shard's tip (`ConnectionPolls`).
+    if let Some(connection) = connection
+        && target.strip_prefix(TARGET_PREFIX) != Some(".GetRecords")
+    {
+        connection.forget();
+    }
     if let Some(name) = target
         .strip_prefix(millstream_api_firehose::TARGET_PREFIX)
         .and_then(|rest| rest.strip_prefix('.'))
@@ -258,10 +269,9 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
             }
         };
     }
-    let connection = parts.extensions.get::<Arc<ConnectionPolls>>();
     match state
         .kinesis
-        .handle(operation, protocol, &body, connection.map(Arc::as_ref))
+        .handle(operation, protocol, &body, connection)
         .await
     {
         Ok(body) => success(protocol, body),

@@ -191,8 +191,8 @@ pub struct GetRecordsOutcome {
     pub next_shard_iterator: Option<String>,
     pub millis_behind_latest: u64,
     pub child_shards: Vec<ChildShardOut>,
-    /// The request waited at the shard's tip before this answer (module `tip`).
-    pub waited_at_tip: bool,
+    /// How long the request waited at the shard's tip before this answer (module `tip`).
+    pub waited_at_tip: Option<std::time::Duration>,
 }
 
 pub fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64) -> String {
@@ -698,8 +698,10 @@ impl Streams {
             connection.answered(log_id, page.found_nothing);
             return Ok(page.outcome);
         }
+        let waiting_since = std::time::Instant::now();
         self.wait_at_tip(&position.stream, log_id, position.position, wait)
             .await?;
+        let waited = waiting_since.elapsed();
         // Answered as a request arriving now would be: the stream may have changed meanwhile.
         let now = now_ms();
         let view = self.iterator_view(&target, &position, now)?;
@@ -708,7 +710,7 @@ impl Streams {
             .await?;
         connection.answered(log_id, true);
         Ok(GetRecordsOutcome {
-            waited_at_tip: true,
+            waited_at_tip: Some(waited),
             ..page.outcome
         })
     }
@@ -775,7 +777,7 @@ impl Streams {
                     records,
                     next_shard_iterator: None,
                     millis_behind_latest: 0,
-                    waited_at_tip: false,
+                    waited_at_tip: None,
                 },
             });
         }
@@ -795,7 +797,7 @@ impl Streams {
                 next_shard_iterator,
                 millis_behind_latest,
                 child_shards: Vec::new(),
-                waited_at_tip: false,
+                waited_at_tip: None,
             },
         })
     }

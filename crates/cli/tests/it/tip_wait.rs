@@ -151,6 +151,28 @@ async fn a_poll_that_waits_in_vain_answers_empty_after_the_configured_wait() {
         "the repeats wait their 300 ms: {took:?}"
     );
     assert_eq!(tip_waits(&server, "quiet"), 2.0);
+
+    // Any other request on the connection ends its polling of the tip.
+    client
+        .describe_stream_summary()
+        .stream_name("quiet")
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let page = client
+        .get_records()
+        .shard_iterator(&next)
+        .send()
+        .await
+        .unwrap();
+    assert!(page.records().is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(tip_waits(&server, "quiet"), 2.0);
 }
 
 #[tokio::test]
