@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use millstream_storage::{AppendRecord, LogId, StorageError, StoredRecord};
@@ -192,7 +193,7 @@ pub struct GetRecordsOutcome {
     pub millis_behind_latest: u64,
     pub child_shards: Vec<ChildShardOut>,
     /// How long the request waited at the shard's tip before this answer (module `tip`).
-    pub waited_at_tip: Option<std::time::Duration>,
+    pub waited_at_tip: Option<Duration>,
 }
 
 pub fn sequence_number(shard: &ShardMeta, storage_sequence: u64, arrival_ms: u64) -> String {
@@ -698,9 +699,9 @@ impl Streams {
             connection.answered(log_id, page.found_nothing);
             return Ok(page.outcome);
         }
-        let waiting_since = std::time::Instant::now();
+        let waiting_since = Instant::now();
         self.wait_at_tip(&position.stream, log_id, position.position, wait)
-            .await?;
+            .await;
         let waited = waiting_since.elapsed();
         // Answered as a request arriving now would be: the stream may have changed meanwhile.
         let now = now_ms();
@@ -803,16 +804,15 @@ impl Streams {
     }
 
     /// Returns once `log` holds a record at `position`, the stream changes (a reshard may
-    /// have closed the shard), the server begins to shut down, or `wait` has passed.
-    async fn wait_at_tip(
-        &self,
-        stream: &str,
-        log: LogId,
-        position: u64,
-        wait: std::time::Duration,
-    ) -> Result<()> {
-        let mut tail = self.inner.store.watch_tail(log)?;
-        let mut changes = self.entry(stream)?.changes.subscribe();
+    /// have closed the shard), the server begins to shut down, or `wait` has passed; at once
+    /// if the stream or its log went away since the read (the read after reports that).
+    async fn wait_at_tip(&self, stream: &str, log: LogId, position: u64, wait: Duration) {
+        let (Ok(mut tail), Ok(entry)) = (self.inner.store.watch_tail(log), self.entry(stream))
+        else {
+            return;
+        };
+        let mut changes = entry.changes.subscribe();
+        drop(entry);
         let mut shutdown = self.inner.shutdown.subscribe();
         let _waiting = TipWaiting::count(&self.inner.tip_waiting);
         tokio::select! {
@@ -822,7 +822,6 @@ impl Streams {
             _ = shutdown.wait_for(|&shutting_down| shutting_down) => {}
             () = tokio::time::sleep(wait) => {}
         }
-        Ok(())
     }
 }
 

@@ -312,3 +312,53 @@ async fn a_waiting_poll_ends_when_its_stream_is_deleted_or_the_server_stops() {
         assert!(page.records().is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_waiting_poll_learns_at_once_that_its_shard_was_split() {
+    let server = TestServer::start_with(LONG_WAIT);
+    let control = server.client();
+    let consumer = server.client();
+    create(&control, "split", 1).await;
+    let latest = iterator(
+        &consumer,
+        "split",
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await;
+    let first = consumer
+        .get_records()
+        .shard_iterator(latest)
+        .send()
+        .await
+        .unwrap();
+    let next = first.next_shard_iterator().unwrap().to_string();
+    let started = Instant::now();
+    let poll = tokio::spawn(async move {
+        consumer
+            .get_records()
+            .shard_iterator(next)
+            .send()
+            .await
+            .unwrap()
+    });
+    until_waiting(&server, 1.0).await;
+    control
+        .split_shard()
+        .stream_name("split")
+        .shard_to_split("shardId-000000000000")
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+    let page = poll.await.unwrap();
+    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    assert!(page.records().is_empty());
+    assert_eq!(
+        page.next_shard_iterator(),
+        None,
+        "the closed parent ends here"
+    );
+    let children: Vec<&str> = page.child_shards().iter().map(|c| c.shard_id()).collect();
+    assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+}
