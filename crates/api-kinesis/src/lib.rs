@@ -87,8 +87,7 @@ impl KinesisApi {
 
     /// Runs one operation on a request body (SubscribeToShard has `subscribe_to_shard`).
     /// `connection` is the memory of the client connection the request came on, which lets a
-    /// repeated GetRecords at a shard's tip wait for the next record (`ConnectionPolls`); the
-    /// caller clears it for every other request.
+    /// GetRecords repeated at a shard's tip wait for the next record (`ConnectionPolls`).
     ///
     /// # Errors
     /// The AWS error to send back.

@@ -94,8 +94,8 @@ struct ServeArgs {
     /// 5 reads/s and 2 MiB/s read): ProvisionedThroughputExceededException as on AWS.
     #[arg(long, env = "MILLSTREAM_THROTTLE")]
     throttle: bool,
-    /// Milliseconds a GetRecords repeated at a shard's tip on the same connection waits for
-    /// the next record before answering empty; 0 answers every poll at once [default: 50].
+    /// Milliseconds a GetRecords repeated at a shard's tip waits for the next record before
+    /// answering empty; 0 answers every poll at once [default: 50].
     #[arg(long, env = "MILLSTREAM_GET_RECORDS_TIP_WAIT_MS")]
     get_records_tip_wait_ms: Option<u64>,
     /// Where Firehose S3 destinations write: an S3-compatible endpoint URL, `aws`, or

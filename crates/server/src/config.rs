@@ -41,8 +41,8 @@ pub struct Settings {
     pub subscription_lifetime_ms: Option<u64>,
     /// Emulate AWS's per-shard throughput quotas (off by default).
     pub throughput_limits: Option<bool>,
-    /// How long a GetRecords repeated at a shard's tip on the same connection waits for the
-    /// next record (ms); 0 answers every poll at once.
+    /// How long a GetRecords repeated at a shard's tip waits for the next record (ms); 0
+    /// answers every poll at once.
     pub get_records_tip_wait_ms: Option<u64>,
     /// When non-empty, SigV4 signatures are verified against these credentials.
     #[serde(default)]

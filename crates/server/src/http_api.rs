@@ -227,13 +227,6 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         .extensions
         .get::<Arc<ConnectionPolls>>()
         .map(Arc::as_ref);
-    // Any request but GetRecords, of either service, ends the connection's polling of a
-    // shard's tip (`ConnectionPolls`).
-    if let Some(connection) = connection
-        && target.strip_prefix(TARGET_PREFIX) != Some(".GetRecords")
-    {
-        connection.forget();
-    }
     if let Some(name) = target
         .strip_prefix(millstream_api_firehose::TARGET_PREFIX)
         .and_then(|rest| rest.strip_prefix('.'))

@@ -14,7 +14,7 @@ use millstream_types::{SequenceParts, ShardId};
 
 use crate::meta::ShardMeta;
 use crate::tip::{ConnectionPolls, TipWaiting};
-use crate::token::{IteratorPosition, KIND_ITERATOR};
+use crate::token::{IteratorPosition, KIND_ITERATOR, KIND_ITERATOR_AT_TIP};
 use crate::{Result, StreamRef, StreamView, Streams, StreamsError, format_java_date, now_ms};
 
 /// Record flag: written while server-side encryption was on.
@@ -508,7 +508,7 @@ impl Streams {
                 "GetShardIterator",
             )
             .await?;
-        Ok(self.seal_iterator(&view, shard.index, position))
+        Ok(self.seal_iterator(&view, shard.index, position, false))
     }
 
     /// The storage position an iterator (or a subscription) of `kind` starts at, with AWS's
@@ -622,11 +622,13 @@ impl Streams {
         Ok(parts.counter)
     }
 
+    /// `at_tip`: handed out by an answer at the shard's tip (module `tip`).
     pub(crate) fn seal_iterator(
         &self,
         view: &StreamView,
         shard_index: u32,
         position: u64,
+        at_tip: bool,
     ) -> String {
         let iterator = IteratorPosition {
             stream: view.meta.name.clone(),
@@ -635,10 +637,15 @@ impl Streams {
             position,
             issued_ms: now_ms(),
         };
-        self.inner.sealer.seal(KIND_ITERATOR, &iterator.encode())
+        let kind = if at_tip {
+            KIND_ITERATOR_AT_TIP
+        } else {
+            KIND_ITERATOR
+        };
+        self.inner.sealer.seal(kind, &iterator.encode())
     }
 
-    /// Reads from the position an iterator names. With `connection` given, a repeated poll
+    /// Reads from the position an iterator names. With `connection` given, a poll repeated
     /// at an open shard's tip waits up to `tip_wait` for the next record (module `tip`).
     ///
     /// # Errors
@@ -653,10 +660,12 @@ impl Streams {
     ) -> Result<GetRecordsOutcome> {
         // The AWS CLI's `--query ShardIterator` output keeps JSON quotes; AWS accepts them.
         let token = iterator.trim_matches('"');
-        let position = self
-            .inner
-            .sealer
-            .open(KIND_ITERATOR, token)
+        let sealer = &self.inner.sealer;
+        let (payload, polls_tip) = match sealer.open(KIND_ITERATOR, token) {
+            Some(payload) => (Some(payload), false),
+            None => (sealer.open(KIND_ITERATOR_AT_TIP, token), true),
+        };
+        let position = payload
             .and_then(|payload| IteratorPosition::decode(&payload))
             .ok_or_else(|| StreamsError::InvalidArgument("Invalid ShardIterator.".to_string()))?;
         let now = now_ms();
@@ -686,7 +695,7 @@ impl Streams {
             .unwrap_or(GET_RECORDS_LIMIT_MAX)
             .min(GET_RECORDS_LIMIT_MAX);
         let page = self
-            .read_page(view, shard_id, position.position, limit, now)
+            .read_page(view, shard_id, position.position, limit, now, false)
             .await?;
         let Some(connection) = connection else {
             return Ok(page.outcome);
@@ -694,7 +703,8 @@ impl Streams {
         let wait = self.inner.config.tip_wait;
         if !(page.found_nothing && page.shard_open)
             || wait.is_zero()
-            || !connection.is_polling_tip_of(log_id)
+            || !polls_tip
+            || connection.walks_shards(log_id)
         {
             connection.answered(log_id, page.found_nothing);
             return Ok(page.outcome);
@@ -707,9 +717,9 @@ impl Streams {
         let now = now_ms();
         let view = self.iterator_view(&target, &position, now)?;
         let page = self
-            .read_page(view, shard_id, position.position, limit, now)
+            .read_page(view, shard_id, position.position, limit, now, true)
             .await?;
-        connection.answered(log_id, true);
+        connection.answered(log_id, page.found_nothing);
         Ok(GetRecordsOutcome {
             waited_at_tip: Some(waited),
             ..page.outcome
@@ -741,6 +751,7 @@ impl Streams {
         from: u64,
         limit: usize,
         now: u64,
+        waited: bool,
     ) -> Result<Page> {
         let shard = view.shard(shard_id).expect("iterator_view found it");
         let stored = self
@@ -787,7 +798,9 @@ impl Streams {
             _ => 0,
         };
         let shard_open = shard.closed.is_none();
-        let next_shard_iterator = Some(self.seal_iterator(&view, shard.index, next_position));
+        let at_tip = found_nothing || waited;
+        let next_shard_iterator =
+            Some(self.seal_iterator(&view, shard.index, next_position, at_tip));
         Ok(Page {
             found_nothing,
             shard_open,

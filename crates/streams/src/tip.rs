@@ -2,58 +2,58 @@
 //!
 //! A polling consumer that has caught up asks again and again. A record written just after
 //! an empty answer reaches it only at its next poll, after its own sleep and a round trip:
-//! that cadence, not the server, bounds its put-to-get latency. When a connection asks for
-//! a shard again right after an empty answer for that shard, the request waits (up to
-//! `StreamsConfig::tip_wait`) for the shard's durable tail to move, and is answered as soon
-//! as it does: the answer its next poll would have had, sooner, with fewer empty polls.
+//! that cadence, not the server, bounds its put-to-get latency. So when a consumer asks
+//! again at a shard's tip, the request waits (up to `StreamsConfig::tip_wait`) for the
+//! shard's durable tail to move and is answered as soon as it does: the answer its next poll
+//! would have had, sooner, with fewer empty polls.
 //!
-//! Only that pattern waits, because only there is the connection known to have nothing
-//! better to do. A consumer reading a backlog, one draining a shard until its first empty
-//! answer, and one walking several shards over one connection are all answered at once, as
-//! AWS would: a wait would only hold back their next request for another shard. HTTP/1.1
-//! carries one request at a time, so "the connection's previous request" is well defined;
-//! over HTTP/2 concurrent requests simply overwrite each other's memory and rarely wait.
+//! Two facts decide whether a read that finds nothing may wait:
+//! - The iterator came from an answer at the tip (nothing there, or after waiting there):
+//!   such answers hand out iterators of their own kind (`KIND_ITERATOR_AT_TIP`), so the fact
+//!   travels with the consumer whichever pooled connection its next request takes. A backlog
+//!   read, and the first empty answer of a consumer that drains a shard and stops there, are
+//!   answered at once, as AWS would.
+//! - The connection's previous request was not an empty GetRecords of another shard. That is
+//!   what one thread walking several shards' tips over one connection looks like, and a wait
+//!   there would hold back its next request for another shard. Threads sharing a connection
+//!   pool do not look like that: their requests change connections when answers with records
+//!   come back together, and such an answer does not count.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use millstream_storage::LogId;
 
-/// No log: the connection's latest request was not an empty GetRecords, or a waited one.
-const NO_LOG: LogId = LogId::MAX;
+/// Nothing remembered: no GetRecords answered on the connection yet.
+const NOTHING: u64 = u64::MAX;
 
-/// What one client connection's latest request found, shared by all of its requests.
+/// What one client connection's latest GetRecords found, shared by all of its requests.
 #[derive(Debug)]
 pub struct ConnectionPolls {
-    /// The log whose tip the connection's latest GetRecords reached: found empty there, or
-    /// waited there. `NO_LOG` after any other request.
-    polling_tip_of: AtomicU64,
+    /// `log << 1 | found nothing`, or `NOTHING`. Log ids are allocated upwards from zero, so
+    /// the shift loses nothing a server will ever reach.
+    last_answer: AtomicU64,
 }
 
 impl Default for ConnectionPolls {
     fn default() -> Self {
         Self {
-            polling_tip_of: AtomicU64::new(NO_LOG),
+            last_answer: AtomicU64::new(NOTHING),
         }
     }
 }
 
 impl ConnectionPolls {
-    /// Any request other than GetRecords ends the connection's polling of a tip.
-    pub fn forget(&self) {
-        self.polling_tip_of.store(NO_LOG, Relaxed);
+    /// Whether the connection's previous request was an empty GetRecords of a shard other
+    /// than `log`'s: a walk over several shards' tips, which must not wait.
+    pub(crate) fn walks_shards(&self, log: LogId) -> bool {
+        let last = self.last_answer.load(Relaxed);
+        last != NOTHING && last & 1 == 1 && last >> 1 != log
     }
 
-    /// Whether an empty read of `log` should wait: the previous request on this connection
-    /// was a GetRecords at `log`'s tip.
-    pub(crate) fn is_polling_tip_of(&self, log: LogId) -> bool {
-        self.polling_tip_of.load(Relaxed) == log
-    }
-
-    /// Records how a GetRecords of `log` was answered: `at_tip` when it found nothing or
-    /// waited for what it returns (a consumer that keeps up stays a tip poller).
-    pub(crate) fn answered(&self, log: LogId, at_tip: bool) {
-        self.polling_tip_of
-            .store(if at_tip { log } else { NO_LOG }, Relaxed);
+    /// Records a GetRecords answer of `log`.
+    pub(crate) fn answered(&self, log: LogId, found_nothing: bool) {
+        self.last_answer
+            .store(log << 1 | u64::from(found_nothing), Relaxed);
     }
 }
 
@@ -79,19 +79,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_repeat_after_a_tip_answer_on_the_same_log_is_a_tip_poll() {
+    fn only_an_empty_answer_of_another_shard_marks_a_walk() {
         let connection = ConnectionPolls::default();
-        assert!(!connection.is_polling_tip_of(0), "log 0 is a real log id");
+        assert!(!connection.walks_shards(0), "a fresh connection");
         connection.answered(3, true);
-        assert!(connection.is_polling_tip_of(3));
-        assert!(!connection.is_polling_tip_of(4));
+        assert!(!connection.walks_shards(3), "the same shard again");
+        assert!(connection.walks_shards(0), "log 0 is a real log id");
+        assert!(connection.walks_shards(4));
         connection.answered(3, false);
-        assert!(!connection.is_polling_tip_of(3), "a backlog page ends it");
-        connection.answered(3, true);
-        connection.forget();
         assert!(
-            !connection.is_polling_tip_of(3),
-            "another operation ends it"
+            !connection.walks_shards(4),
+            "an answer with records: pooled threads swap connections after those"
         );
     }
 }

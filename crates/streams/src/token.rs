@@ -23,6 +23,10 @@ pub(crate) const KIND_ITERATOR: u8 = 1;
 pub(crate) const KIND_LIST_SHARDS: u8 = 2;
 pub(crate) const KIND_LIST_STREAMS: u8 = 3;
 pub(crate) const KIND_LIST_CONSUMERS: u8 = 4;
+/// An iterator from a GetRecords answered at the shard's tip (nothing there, or after waiting
+/// there): the payload of `KIND_ITERATOR`; the kind tells the next GetRecords that its
+/// consumer polls the tip (module `tip`).
+pub(crate) const KIND_ITERATOR_AT_TIP: u8 = 5;
 
 #[derive(Clone)]
 pub(crate) struct TokenSealer {

@@ -1,5 +1,5 @@
-//! A GetRecords repeated at a shard's tip on the same connection waits for the next record;
-//! every other read is answered at once. The servers here wait up to 10 s, so a call that
+//! A GetRecords repeated at a shard's tip waits for the next record; backlog reads, first
+//! empty answers and walks over several shards on one connection are answered at once. The servers here wait up to 10 s, so a call that
 //! waited where it should not have is unmistakable, and so is one that returned early.
 
 use std::time::{Duration, Instant};
@@ -152,17 +152,18 @@ async fn a_poll_that_waits_in_vain_answers_empty_after_the_configured_wait() {
     );
     assert_eq!(tip_waits(&server, "quiet"), 2.0);
 
-    // Any other request on the connection ends its polling of the tip.
-    client
-        .describe_stream_summary()
-        .stream_name("quiet")
-        .send()
-        .await
-        .unwrap();
+    // An iterator from GetShardIterator starts a new chain: its first empty answer is at once.
+    let fresh = iterator(
+        &client,
+        "quiet",
+        "shardId-000000000000",
+        ShardIteratorType::Latest,
+    )
+    .await;
     let started = Instant::now();
     let page = client
         .get_records()
-        .shard_iterator(&next)
+        .shard_iterator(&fresh)
         .send()
         .await
         .unwrap();
@@ -361,4 +362,79 @@ async fn a_waiting_poll_learns_at_once_that_its_shard_was_split() {
     );
     let children: Vec<&str> = page.child_shards().iter().map(|c| c.shard_id()).collect();
     assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
+}
+
+#[tokio::test]
+async fn a_tip_poll_that_lands_on_another_pooled_connection_still_waits() {
+    let server = TestServer::start_with(LONG_WAIT);
+    let producer = server.client();
+    // Two consumers stand for two threads sharing a pool: `b_thread` reaches shard 1's tip,
+    // then its next poll goes out on the connection `a_thread` just used for records of
+    // shard 0.
+    let a_thread = server.client();
+    let b_thread = server.client();
+    create(&producer, "pooled", 2).await;
+    let shard_0 = producer
+        .put_record()
+        .stream_name("pooled")
+        .partition_key("k")
+        .explicit_hash_key("0")
+        .data(Blob::new(b"zero".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shard_0.shard_id(), "shardId-000000000000");
+    let from_start = iterator(
+        &a_thread,
+        "pooled",
+        "shardId-000000000000",
+        ShardIteratorType::TrimHorizon,
+    )
+    .await;
+    let page = a_thread
+        .get_records()
+        .shard_iterator(from_start)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.records().len(), 1);
+    let latest = iterator(
+        &b_thread,
+        "pooled",
+        "shardId-000000000001",
+        ShardIteratorType::Latest,
+    )
+    .await;
+    let at_tip = b_thread
+        .get_records()
+        .shard_iterator(latest)
+        .send()
+        .await
+        .unwrap();
+    assert!(at_tip.records().is_empty());
+    let next = at_tip.next_shard_iterator().unwrap().to_string();
+
+    let started = Instant::now();
+    let poll = tokio::spawn(async move {
+        a_thread
+            .get_records()
+            .shard_iterator(next)
+            .send()
+            .await
+            .unwrap()
+    });
+    until_waiting(&server, 1.0).await;
+    producer
+        .put_record()
+        .stream_name("pooled")
+        .partition_key("k")
+        .explicit_hash_key((1u128 << 127).to_string())
+        .data(Blob::new(b"one".to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let page = poll.await.unwrap();
+    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    assert_eq!(page.records().len(), 1);
+    assert_eq!(page.records()[0].data().as_ref(), b"one");
 }
