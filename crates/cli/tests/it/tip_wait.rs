@@ -49,6 +49,37 @@ async fn put(client: &Client, stream: &str, key: &str, data: &[u8]) {
         .unwrap();
 }
 
+/// The iterator an empty answer at `shard`'s tip hands out: the first poll of a consumer
+/// that has caught up, answered at once.
+async fn reach_tip(client: &Client, stream: &str, shard: &str) -> String {
+    let latest = iterator(client, stream, shard, ShardIteratorType::Latest).await;
+    let first = client
+        .get_records()
+        .shard_iterator(latest)
+        .send()
+        .await
+        .unwrap();
+    assert!(first.records().is_empty());
+    first.next_shard_iterator().unwrap().to_string()
+}
+
+type Polled = Result<
+    aws_sdk_kinesis::operation::get_records::GetRecordsOutput,
+    aws_sdk_kinesis::error::SdkError<aws_sdk_kinesis::operation::get_records::GetRecordsError>,
+>;
+
+/// One GetRecords in the background, with how long it took.
+fn poll_in_background(
+    client: Client,
+    iterator: String,
+) -> tokio::task::JoinHandle<(Duration, Polled)> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let result = client.get_records().shard_iterator(iterator).send().await;
+        (started.elapsed(), result)
+    })
+}
+
 /// Until the server reports `count` calls waiting at a tip.
 async fn until_waiting(server: &TestServer, count: f64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -81,34 +112,13 @@ async fn a_repeated_poll_at_the_tip_returns_the_record_put_while_it_waits() {
     let producer = server.client();
     let consumer = server.client();
     create(&producer, "tip", 1).await;
-    let latest = iterator(
-        &consumer,
-        "tip",
-        "shardId-000000000000",
-        ShardIteratorType::Latest,
-    )
-    .await;
-    let first = consumer
-        .get_records()
-        .shard_iterator(latest)
-        .send()
-        .await
-        .unwrap();
-    assert!(first.records().is_empty());
-    let next = first.next_shard_iterator().unwrap().to_string();
-    let started = Instant::now();
-    let poll = tokio::spawn(async move {
-        consumer
-            .get_records()
-            .shard_iterator(next)
-            .send()
-            .await
-            .unwrap()
-    });
+    let next = reach_tip(&consumer, "tip", "shardId-000000000000").await;
+    let poll = poll_in_background(consumer, next);
     until_waiting(&server, 1.0).await;
     put(&producer, "tip", "k", b"while you waited").await;
-    let page = poll.await.unwrap();
-    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    let (took, page) = poll.await.unwrap();
+    let page = page.unwrap();
+    assert!(took < PROMPT, "{took:?}");
     assert_eq!(page.records().len(), 1);
     assert_eq!(page.records()[0].data().as_ref(), b"while you waited");
     assert_eq!(page.millis_behind_latest(), Some(0));
@@ -257,36 +267,12 @@ async fn draining_a_shard_and_walking_shards_over_one_connection_never_wait() {
 async fn a_waiting_poll_ends_when_its_stream_is_deleted_or_the_server_stops() {
     let mut server = TestServer::start_with(LONG_WAIT);
     let control = server.client();
-    let consumer = server.client();
-    for name in ["doomed", "kept"] {
-        create(&control, name, 1).await;
-    }
     let mut waiting = Vec::new();
     for name in ["doomed", "kept"] {
-        let client = if name == "doomed" {
-            consumer.clone()
-        } else {
-            server.client()
-        };
-        let latest = iterator(
-            &client,
-            name,
-            "shardId-000000000000",
-            ShardIteratorType::Latest,
-        )
-        .await;
-        let first = client
-            .get_records()
-            .shard_iterator(latest)
-            .send()
-            .await
-            .unwrap();
-        let next = first.next_shard_iterator().unwrap().to_string();
-        waiting.push(tokio::spawn(async move {
-            let started = Instant::now();
-            let result = client.get_records().shard_iterator(next).send().await;
-            (started.elapsed(), result)
-        }));
+        create(&control, name, 1).await;
+        let consumer = server.client();
+        let next = reach_tip(&consumer, name, "shardId-000000000000").await;
+        waiting.push(poll_in_background(consumer, next));
     }
     until_waiting(&server, 2.0).await;
 
@@ -320,29 +306,8 @@ async fn a_waiting_poll_learns_at_once_that_its_shard_was_split() {
     let control = server.client();
     let consumer = server.client();
     create(&control, "split", 1).await;
-    let latest = iterator(
-        &consumer,
-        "split",
-        "shardId-000000000000",
-        ShardIteratorType::Latest,
-    )
-    .await;
-    let first = consumer
-        .get_records()
-        .shard_iterator(latest)
-        .send()
-        .await
-        .unwrap();
-    let next = first.next_shard_iterator().unwrap().to_string();
-    let started = Instant::now();
-    let poll = tokio::spawn(async move {
-        consumer
-            .get_records()
-            .shard_iterator(next)
-            .send()
-            .await
-            .unwrap()
-    });
+    let next = reach_tip(&consumer, "split", "shardId-000000000000").await;
+    let poll = poll_in_background(consumer, next);
     until_waiting(&server, 1.0).await;
     control
         .split_shard()
@@ -352,8 +317,9 @@ async fn a_waiting_poll_learns_at_once_that_its_shard_was_split() {
         .send()
         .await
         .unwrap();
-    let page = poll.await.unwrap();
-    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    let (took, page) = poll.await.unwrap();
+    let page = page.unwrap();
+    assert!(took < PROMPT, "{took:?}");
     assert!(page.records().is_empty());
     assert_eq!(
         page.next_shard_iterator(),
@@ -398,31 +364,8 @@ async fn a_tip_poll_that_lands_on_another_pooled_connection_still_waits() {
         .await
         .unwrap();
     assert_eq!(page.records().len(), 1);
-    let latest = iterator(
-        &b_thread,
-        "pooled",
-        "shardId-000000000001",
-        ShardIteratorType::Latest,
-    )
-    .await;
-    let at_tip = b_thread
-        .get_records()
-        .shard_iterator(latest)
-        .send()
-        .await
-        .unwrap();
-    assert!(at_tip.records().is_empty());
-    let next = at_tip.next_shard_iterator().unwrap().to_string();
-
-    let started = Instant::now();
-    let poll = tokio::spawn(async move {
-        a_thread
-            .get_records()
-            .shard_iterator(next)
-            .send()
-            .await
-            .unwrap()
-    });
+    let next = reach_tip(&b_thread, "pooled", "shardId-000000000001").await;
+    let poll = poll_in_background(a_thread, next);
     until_waiting(&server, 1.0).await;
     producer
         .put_record()
@@ -433,8 +376,9 @@ async fn a_tip_poll_that_lands_on_another_pooled_connection_still_waits() {
         .send()
         .await
         .unwrap();
-    let page = poll.await.unwrap();
-    assert!(started.elapsed() < PROMPT, "{:?}", started.elapsed());
+    let (took, page) = poll.await.unwrap();
+    let page = page.unwrap();
+    assert!(took < PROMPT, "{took:?}");
     assert_eq!(page.records().len(), 1);
     assert_eq!(page.records()[0].data().as_ref(), b"one");
 }
