@@ -430,6 +430,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_tip_wait_defaults_to_50_ms_and_is_bounded() {
+        let config = ServerConfig::resolve(Settings::default()).unwrap();
+        assert_eq!(config.get_records_tip_wait, Duration::from_millis(50));
+        let off = Settings::from_toml("get_records_tip_wait_ms = 0").unwrap();
+        assert_eq!(
+            ServerConfig::resolve(off).unwrap().get_records_tip_wait,
+            Duration::ZERO
+        );
+        let too_long = Settings::from_toml("get_records_tip_wait_ms = 10001").unwrap();
+        let err = ServerConfig::resolve(too_long).unwrap_err();
+        assert!(err.0.contains("get_records_tip_wait_ms"), "{}", err.0);
+    }
+
+    #[test]
     fn defaults_resolve() {
         let config = ServerConfig::resolve(Settings::default()).unwrap();
         assert_eq!(config.port, 4567);
