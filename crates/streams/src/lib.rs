@@ -57,9 +57,9 @@ pub use tip::ConnectionPolls;
 use crate::meta::Catalog;
 use crate::token::TokenSealer;
 
-/// Chosen to be well above the gap between records of a shard taking a steady trickle (a
-/// waiting poll then ends on a record, not empty), and small enough that a client polling an
-/// empty shard on purpose barely notices: AWS itself takes tens of milliseconds per call.
+/// Chosen: ten times the gap between records of a shard in the latency benchmark (~5 ms,
+/// BENCHMARKS.md round 11), so a waiting poll there ends on a record rather than empty, and
+/// short enough that a client re-polling an empty shard on purpose loses little per poll.
 pub const TIP_WAIT_DEFAULT: Duration = Duration::from_millis(50);
 
 /// How the Data Streams service behaves; fixed for the life of the process.
