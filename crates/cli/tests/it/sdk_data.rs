@@ -3,17 +3,7 @@
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 
-use crate::support::{TestServer, trim_horizon_iterator};
-
-async fn create(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create stream");
-}
+use crate::support::{TestServer, create_stream as create, trim_horizon_iterator};
 
 async fn read_all(
     client: &aws_sdk_kinesis::Client,

@@ -257,20 +257,47 @@ pub fn json_request(port: u16, operation: &str, body: serde_json::Value) -> RawR
     )
 }
 
+/// Creates a stream of `shards` shards (ACTIVE at once with the default delays).
+pub async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    client
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .expect("create stream");
+}
+
+/// An iterator of `kind` for one shard.
+pub async fn shard_iterator(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard: &str,
+    kind: aws_sdk_kinesis::types::ShardIteratorType,
+) -> String {
+    client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(kind)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap()
+}
+
 /// A TRIM_HORIZON iterator for one shard (the start of most read-back checks).
 pub async fn trim_horizon_iterator(
     client: &aws_sdk_kinesis::Client,
     stream: &str,
     shard: &str,
 ) -> String {
-    client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap()
+    shard_iterator(
+        client,
+        stream,
+        shard,
+        aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon,
+    )
+    .await
 }

@@ -1,6 +1,7 @@
 //! A GetRecords repeated at a shard's tip waits for the next record; backlog reads, first
-//! empty answers and walks over several shards on one connection are answered at once. The servers here wait up to 10 s, so a call that
-//! waited where it should not have is unmistakable, and so is one that returned early.
+//! empty answers and walks over several shards on one connection are answered at once. The
+//! servers here wait up to 10 s, so a call that waited where it should not have is
+//! unmistakable, and so is one that returned early.
 
 use std::time::{Duration, Instant};
 
@@ -9,34 +10,11 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use crate::cli_observability::{sample, scrape};
-use crate::support::TestServer;
+use crate::support::{TestServer, create_stream as create, shard_iterator as iterator};
 
 const LONG_WAIT: &[&str] = &["--get-records-tip-wait-ms", "10000"];
 /// Far below the 10 s wait, far above an answer given at once on a loaded machine.
 const PROMPT: Duration = Duration::from_secs(5);
-
-async fn create(client: &Client, name: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(name)
-        .shard_count(shards)
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn iterator(client: &Client, stream: &str, shard: &str, kind: ShardIteratorType) -> String {
-    client
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(kind)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator
-        .unwrap()
-}
 
 async fn put(client: &Client, stream: &str, key: &str, data: &[u8]) {
     client

@@ -1,24 +1,11 @@
 """boto3 polling a shard's tip against a server whose tip wait is long (10 s): the repeated
 poll waits on the same pooled connection and returns the record another client puts."""
-import os
 import threading
 import time
 import unittest
 import urllib.request
 
-import boto3
-
-ENDPOINT = os.environ["MILLSTREAM_ENDPOINT"]
-
-
-def client():
-    return boto3.client(
-        "kinesis",
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
-    )
+from boto3_suite import ENDPOINT, client
 
 
 def waiting_now():
