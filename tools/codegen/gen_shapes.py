@@ -266,7 +266,10 @@ class Generator:
         rules = []
         if "max" in shape and shape["type"] in ("string", "blob"):
             rules.append("Member must have length less than or equal to %d" % shape["max"])
-        if "min" in shape and shape["type"] in ("string", "blob") and shape["min"] > 0:
+        # A minimum of 0 is listed too: AWS prints every length rule of the element shape
+        # (e.g. "Map value must satisfy constraint: [... less than or equal to 256, Member must
+        # have length greater than or equal to 0]" for Kinesis tags).
+        if "min" in shape and shape["type"] in ("string", "blob"):
             rules.append("Member must have length greater than or equal to %d" % shape["min"])
         if "max" in shape and shape["type"] in ("integer", "long"):
             rules.append("Member must have value less than or equal to %d" % shape["max"])

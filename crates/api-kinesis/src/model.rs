@@ -388,14 +388,7 @@ impl Validate for AddTagsToStreamInput {
             errors.min_length(value, 1, path, "tags");
             errors.max_length(value, 200, path, "tags");
             errors.elements(value, value.keys().all(valid_tag_key), ElementRule::MapKey, "Member must have length less than or equal to 128, Member must have length greater than or equal to 1", path, "tags");
-            errors.elements(
-                value,
-                value.values().all(valid_tag_value),
-                ElementRule::MapValue,
-                "Member must have length less than or equal to 256",
-                path,
-                "tags",
-            );
+            errors.elements(value, value.values().all(valid_tag_value), ElementRule::MapValue, "Member must have length less than or equal to 256, Member must have length greater than or equal to 0", path, "tags");
         }
         if let Some(value) = &self.stream_id {
             errors.pattern(
@@ -575,14 +568,7 @@ impl Validate for CreateStreamInput {
             errors.min_length(value, 1, path, "tags");
             errors.max_length(value, 200, path, "tags");
             errors.elements(value, value.keys().all(valid_tag_key), ElementRule::MapKey, "Member must have length less than or equal to 128, Member must have length greater than or equal to 1", path, "tags");
-            errors.elements(
-                value,
-                value.values().all(valid_tag_value),
-                ElementRule::MapValue,
-                "Member must have length less than or equal to 256",
-                path,
-                "tags",
-            );
+            errors.elements(value, value.values().all(valid_tag_value), ElementRule::MapValue, "Member must have length less than or equal to 256, Member must have length greater than or equal to 0", path, "tags");
         }
         if let Some(value) = &self.max_record_size_in_kib {
             errors.min_value(*value, 1024, path, "maxRecordSizeInKiB");
@@ -2790,14 +2776,7 @@ impl Validate for RegisterStreamConsumerInput {
             errors.min_length(value, 1, path, "tags");
             errors.max_length(value, 200, path, "tags");
             errors.elements(value, value.keys().all(valid_tag_key), ElementRule::MapKey, "Member must have length less than or equal to 128, Member must have length greater than or equal to 1", path, "tags");
-            errors.elements(
-                value,
-                value.values().all(valid_tag_value),
-                ElementRule::MapValue,
-                "Member must have length less than or equal to 256",
-                path,
-                "tags",
-            );
+            errors.elements(value, value.values().all(valid_tag_value), ElementRule::MapValue, "Member must have length less than or equal to 256, Member must have length greater than or equal to 0", path, "tags");
         }
         if let Some(value) = &self.stream_id {
             errors.pattern(
@@ -3641,14 +3620,7 @@ impl Validate for TagResourceInput {
             errors.min_length(value, 1, path, "tags");
             errors.max_length(value, 200, path, "tags");
             errors.elements(value, value.keys().all(valid_tag_key), ElementRule::MapKey, "Member must have length less than or equal to 128, Member must have length greater than or equal to 1", path, "tags");
-            errors.elements(
-                value,
-                value.values().all(valid_tag_value),
-                ElementRule::MapValue,
-                "Member must have length less than or equal to 256",
-                path,
-                "tags",
-            );
+            errors.elements(value, value.values().all(valid_tag_value), ElementRule::MapValue, "Member must have length less than or equal to 256, Member must have length greater than or equal to 0", path, "tags");
         }
         if let Some(value) = &self.stream_id {
             errors.pattern(

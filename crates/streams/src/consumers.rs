@@ -78,6 +78,7 @@ impl Streams {
             name: None,
             arn: Some(stream_arn.to_string()),
         };
+        crate::lifecycle::validate_tags(&tags)?;
         let account = self.account().to_string();
         let (stream, consumer) = self
             .mutate(&target, |meta, now| {
@@ -294,6 +295,7 @@ impl Streams {
     }
 
     pub async fn tag_resource(&self, arn: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        crate::lifecycle::validate_tags(&tags)?;
         self.update_resource(arn, |current, _| {
             let mut merged = current.clone();
             merged.extend(tags);

@@ -270,6 +270,19 @@ pub(crate) fn child_shards(view: &StreamView, parent: u32) -> Vec<ChildShardOut>
 }
 
 impl Streams {
+    /// GetShardIterator's answer for a shard it cannot find: AWS names it in its canonical
+    /// form when the id parses as one (`shardId-5` is `shardId-000000000005`), and echoes the
+    /// text otherwise.
+    fn missing_shard(&self, parsed: Option<ShardId>, text: &str, stream: &str) -> StreamsError {
+        match parsed {
+            Some(id) => self.shard_not_found(&id.to_string(), stream),
+            None => StreamsError::NotFound(format!(
+                "Could not find shard {text} in stream {stream} under account {}.",
+                self.account()
+            )),
+        }
+    }
+
     fn shard_not_found(&self, shard: &str, stream: &str) -> StreamsError {
         StreamsError::NotFound(format!(
             "Shard {shard} in stream {stream} under account {} does not exist",
@@ -414,8 +427,9 @@ impl Streams {
         Ok(PutOutcome { results, encrypted })
     }
 
-    /// PutRecord: one entry; `sequence_for_ordering` must be a valid number of this stream
-    /// (the new record is greater by construction).
+    /// PutRecord: one entry; `sequence_for_ordering` must be a well-formed sequence number
+    /// that is not from the future (the new record is greater by construction). Like AWS, it
+    /// need not come from this stream: a producer may carry one over a stream's re-creation.
     ///
     /// # Errors
     /// As `put_records`, and `InvalidArgument` for a bad `SequenceNumberForOrdering`.
@@ -427,12 +441,8 @@ impl Streams {
     ) -> Result<(ShardId, String, bool)> {
         if let Some(ordering) = sequence_for_ordering {
             let view = self.data_view(target)?;
-            let valid = SequenceParts::decode(ordering).is_ok_and(|parts| {
-                parts.arrival_secs <= now_ms() / 1000 + 1
-                    && view.meta.shards.iter().any(|s| {
-                        s.index == parts.shard_index && s.created_ms / 1000 == parts.creation_secs
-                    })
-            });
+            let valid = SequenceParts::decode(ordering)
+                .is_ok_and(|parts| parts.arrival_secs <= now_ms() / 1000 + 1);
             if !valid {
                 return Err(StreamsError::InvalidArgument(format!(
                     "ExclusiveMinimumSequenceNumber {ordering} used in PutRecord on stream {} under account {} is invalid.",
@@ -484,12 +494,24 @@ impl Streams {
         starting_sequence: Option<&str>,
         timestamp_ms: Option<i64>,
     ) -> Result<String> {
-        let view = self.data_view(target)?;
+        // AWS reads the shard id before it looks for the stream: an unknown stream is answered
+        // as a missing shard.
+        let parsed = ShardId::parse(shard_text).filter(|id| id.0 <= i32::MAX as u32);
+        let view = match self.data_view(target) {
+            Ok(view) => view,
+            Err(StreamsError::NotFound(message)) => {
+                return Err(match self.resolve_name(target) {
+                    Ok(name) => self.missing_shard(parsed, shard_text, &name),
+                    Err(_) => StreamsError::NotFound(message),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let name = view.meta.name.clone();
-        let shard = ShardId::parse(shard_text)
+        let shard = parsed
             .and_then(|id| view.shard(id))
             .filter(|s| !view.is_expired(s, now_ms()))
-            .ok_or_else(|| self.shard_not_found(shard_text, &name))?;
+            .ok_or_else(|| self.missing_shard(parsed, shard_text, &name))?;
         if !self.inner.throttle.admit_iterator(shard.log_id) {
             return Err(StreamsError::ThroughputExceeded(format!(
                 "Rate exceeded for shard {} in stream {} under account {}.",

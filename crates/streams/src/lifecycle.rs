@@ -69,7 +69,7 @@ pub struct StreamSummary {
     pub created_ms: u64,
 }
 
-fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+pub(crate) fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in tags {
         if key.starts_with("aws:") {
             return Err(StreamsError::InvalidArgument(
@@ -118,7 +118,7 @@ impl Streams {
         let limit = u64::from(self.inner.config.shard_limit);
         if current + additional > limit {
             return Err(StreamsError::LimitExceeded(format!(
-                "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {}. Limit: {}. Number of additional shards that would have resulted from this request: {}. Refer to the AWS Service Limits page (https://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
+                "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {}. Limit: {}. Number of additional shards that would have resulted from this request: {}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
                 self.account(),
                 self.inner.config.region,
                 current,
@@ -371,13 +371,12 @@ impl Streams {
     }
 
     pub async fn increase_retention(&self, target: &StreamRef, hours: i64) -> Result<()> {
-        let account = self.account().to_string();
         self.mutate(target, |meta, _| {
             check_retention_bounds(hours)?;
             let hours = hours as u32;
             if hours < meta.retention_hours {
                 return Err(StreamsError::InvalidArgument(format!(
-                    "Requested retention period ({hours} hours) for stream {} under account {account} can not be shorter than existing retention period ({} hours). Use DecreaseRetentionPeriod API.",
+                    "Requested retention period ({hours} hours) for stream {} can not be shorter than existing retention period ({} hours). Use DecreaseRetentionPeriod API.",
                     meta.name, meta.retention_hours
                 )));
             }
@@ -388,13 +387,12 @@ impl Streams {
     }
 
     pub async fn decrease_retention(&self, target: &StreamRef, hours: i64) -> Result<()> {
-        let account = self.account().to_string();
         self.mutate(target, |meta, _| {
             check_retention_bounds(hours)?;
             let hours = hours as u32;
             if hours > meta.retention_hours {
                 return Err(StreamsError::InvalidArgument(format!(
-                    "Requested retention period ({hours} hours) for stream {} under account {account} can not be longer than existing retention period ({} hours). Use IncreaseRetentionPeriod API.",
+                    "Requested retention period ({hours} hours) for stream {} can not be longer than existing retention period ({} hours). Use IncreaseRetentionPeriod API.",
                     meta.name, meta.retention_hours
                 )));
             }

@@ -75,12 +75,15 @@ impl Streams {
     }
 
     fn find_shard(&self, meta: &StreamMeta, text: &str) -> Result<u32> {
-        ShardId::parse(text)
+        let parsed = ShardId::parse(text);
+        parsed
             .filter(|id| (id.0 as usize) < meta.shards.len())
             .map(|id| id.0)
             .ok_or_else(|| {
+                // The canonical id when the text parses as one, as AWS answers.
+                let shard = parsed.map_or_else(|| text.to_string(), |id| id.to_string());
                 StreamsError::NotFound(format!(
-                    "Could not find shard {text} in stream {} under account {}.",
+                    "Could not find shard {shard} in stream {} under account {}.",
                     meta.name,
                     self.account()
                 ))
@@ -294,13 +297,13 @@ impl Streams {
             let name = meta.name.clone();
             let account = this.account().to_string();
             if target_count > current.saturating_mul(2) {
-                return limit(format!("UpdateShardCount cannot scale up over double the current shard count of stream {name} under account {account}. Current open shard count: {current}, requested: {target_count}."));
+                return limit(format!("UpdateShardCount cannot scale up over double your current open shard count. Current open shard count: {current}, Target shard count: {target_count}"));
             }
             if target_count < current.div_ceil(2) {
-                return limit(format!("UpdateShardCount cannot scale down below half the current shard count of stream {name} under account {account}. Current open shard count: {current}, requested: {target_count}."));
+                return limit(format!("UpdateShardCount cannot scale down below half your current open shard count. Current open shard count: {current}, Target shard count: {target_count}"));
             }
             if target_count > SHARDS_PER_STREAM_MAX {
-                return limit(format!("UpdateShardCount cannot scale stream {name} under account {account} above {SHARDS_PER_STREAM_MAX} shards."));
+                return limit(format!("Target shard count or number of open shards cannot be greater than {SHARDS_PER_STREAM_MAX}. Current open shard count: {current}, Target shard count: {target_count}"));
             }
             let day_ago = now.saturating_sub(24 * 3_600_000);
             meta.scaling_history_ms.retain(|t| *t > day_ago);
@@ -381,12 +384,14 @@ impl Streams {
             .target
             .as_ref()
             .is_some_and(|t| t.name.is_some() || t.arn.is_some());
+        if request.next_token.is_some()
+            && let Some(member) = conflicts_with_next_token(&request)
+        {
+            return Err(StreamsError::InvalidArgument(format!(
+                "NextToken and {member} cannot be provided together."
+            )));
+        }
         let (view, after, filter) = match (&request.next_token, has_name) {
-            (Some(_), true) if request.target.as_ref().is_some_and(|t| t.name.is_some()) => {
-                return Err(StreamsError::InvalidArgument(
-                    "NextToken and StreamName cannot be provided together.".to_string(),
-                ));
-            }
             (Some(token), _) => {
                 let payload = self.open_token(KIND_LIST_SHARDS, token)?;
                 let decoded = decode_list_shards_token(&payload)
@@ -494,6 +499,27 @@ struct ListShardsToken {
 }
 
 /// `| incarnation u64 | last_index u32 | filter code u8 | filter value i64 | has_id u8 | stream |`
+/// The first member a ListShards request gives beside `NextToken`, which names the stream and
+/// the listing on its own: AWS refuses each of these with it (the model's documentation names
+/// StreamName, StreamCreationTimestamp and ExclusiveStartShardId; AWS answers StreamARN and
+/// ShardFilter the same way).
+fn conflicts_with_next_token(request: &ListShardsRequest) -> Option<&'static str> {
+    let target = request.target.as_ref();
+    if target.is_some_and(|t| t.name.is_some()) {
+        Some("StreamName")
+    } else if target.is_some_and(|t| t.arn.is_some()) {
+        Some("StreamARN")
+    } else if request.exclusive_start_shard_id.is_some() {
+        Some("ExclusiveStartShardId")
+    } else if request.filter.is_some() {
+        Some("ShardFilter")
+    } else if request.stream_creation_ms.is_some() {
+        Some("StreamCreationTimestamp")
+    } else {
+        None
+    }
+}
+
 fn encode_list_shards_token(
     meta: &StreamMeta,
     last_index: u32,

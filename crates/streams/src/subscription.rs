@@ -128,13 +128,15 @@ impl Streams {
             arn: Some(consumer.stream_arn.clone()),
         })?;
         let now = now_ms();
-        let shard = ShardId::parse(shard_text)
+        let parsed = ShardId::parse(shard_text);
+        let shard = parsed
             .and_then(|id| view.shard(id))
             .filter(|s| !view.is_expired(s, now))
             .cloned()
             .ok_or_else(|| {
+                let shard = parsed.map_or_else(|| shard_text.to_string(), |id| id.to_string());
                 StreamsError::NotFound(format!(
-                    "Shard {shard_text} in stream {} under account {} does not exist",
+                    "Shard {shard} in stream {} under account {} does not exist",
                     view.meta.name,
                     self.account()
                 ))

@@ -408,3 +408,45 @@ async fn reads_beyond_a_small_cache_come_from_disk_intact() {
         assert_eq!(data[8], ((expected / 500) % 251) as u8);
     }
 }
+
+/// SequenceNumberForOrdering takes any well-formed sequence number, as AWS does: the one the
+/// previous put returned, and one another stream gave (here of a shard this stream does not
+/// have, as a producer carrying its last number over to a re-created stream might).
+#[tokio::test]
+async fn put_record_orders_after_any_well_formed_sequence_number() {
+    let server = TestServer::start();
+    let client = server.client();
+    create(&client, "ordered", 1).await;
+    create(&client, "elsewhere", 2).await;
+    let put = |stream: &'static str, ordering: Option<String>| {
+        client
+            .put_record()
+            .stream_name(stream)
+            .partition_key("k")
+            // The upper half of the hash key range: the second shard of a two-shard stream.
+            .explicit_hash_key("300000000000000000000000000000000000000")
+            .data(Blob::new("x"))
+            .set_sequence_number_for_ordering(ordering)
+            .send()
+    };
+    let first = put("ordered", None).await.expect("first put");
+    let second = put("ordered", Some(first.sequence_number().to_string()))
+        .await
+        .expect("put ordered after the first");
+    // Both are 56-digit decimals, so their text orders as their value.
+    assert_eq!(
+        second.sequence_number().len(),
+        first.sequence_number().len()
+    );
+    assert!(second.sequence_number() > first.sequence_number());
+    let foreign = put("elsewhere", None).await.expect("put elsewhere");
+    assert_eq!(foreign.shard_id(), "shardId-000000000001");
+    put("ordered", Some(foreign.sequence_number().to_string()))
+        .await
+        .expect("another stream's number is accepted");
+    let malformed = put("ordered", Some("12345".to_string()))
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(malformed.is_invalid_argument_exception(), "{malformed:?}");
+}

@@ -193,6 +193,30 @@ async fn resubscribing_after_the_continuation_has_no_gap_and_no_duplicate() {
     assert_eq!(data, (12..30).map(|i| i.to_string()).collect::<Vec<_>>());
 }
 
+/// An unknown shard is named in its canonical form when the id parses as one, as AWS does.
+#[tokio::test]
+async fn subscribing_to_an_unknown_shard_names_it_canonically() {
+    let server = TestServer::start();
+    let client = server.client();
+    let consumer = setup(&client, "noshard", 1).await;
+    let missing = client
+        .subscribe_to_shard()
+        .consumer_arn(&consumer)
+        .shard_id("shardId-7")
+        .starting_position(position(ShardIteratorType::Latest, None))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(missing.is_resource_not_found_exception(), "{missing:?}");
+    assert_eq!(
+        missing.meta().message(),
+        Some(
+            "Shard shardId-000000000007 in stream noshard under account 000000000000 does not exist"
+        )
+    );
+}
+
 #[tokio::test]
 async fn subscription_ends_at_a_split_with_child_shards_and_children_continue() {
     let server = TestServer::start();
