@@ -13,9 +13,9 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use millstream_api_kinesis::{KinesisApi, KinesisError, Operation, TARGET_PREFIX};
 use millstream_aws_protocol::error::status_for_code;
-use millstream_aws_protocol::literals::{HEADER_AMZ_TARGET, HEADER_REQUEST_ID};
+use millstream_aws_protocol::literals::{HEADER_AMZ_ID_2, HEADER_AMZ_TARGET, HEADER_REQUEST_ID};
 use millstream_aws_protocol::sigv4::{self, Mode};
-use millstream_aws_protocol::{EncodedError, Protocol};
+use millstream_aws_protocol::{EncodedError, Protocol, ProtocolError};
 use millstream_streams::ConnectionPolls;
 use tracing::Instrument;
 
@@ -158,30 +158,82 @@ fn preflight(headers: &HeaderMap) -> Response {
 }
 
 async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if request.method() == Method::OPTIONS {
-        return preflight(request.headers());
-    }
-    let cross_origin = request.headers().contains_key(header::ORIGIN);
     // One id per request, generated here only: the `x-amzn-RequestId` header of whatever
-    // response comes back (success, AWS error, event stream) and the request's log lines
-    // carry the same id, so a client's report can be matched to the server's logs. Encoded
-    // on the stack: it is copied into the header anyway.
+    // response comes back (success, AWS error, event stream, CORS preflight) and the request's
+    // log lines carry the same id, so a client's report can be matched to the server's logs.
+    // Encoded on the stack: it is copied into the header anyway.
     let mut encoded = uuid::Uuid::encode_buffer();
     let request_id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut encoded);
+    let request_id_header = HeaderValue::from_str(request_id).expect("a UUID is ASCII");
+    if request.method() == Method::OPTIONS {
+        let mut response = preflight(request.headers());
+        response
+            .headers_mut()
+            .insert(HEADER_REQUEST_ID, request_id_header);
+        return response;
+    }
+    let cross_origin = request.headers().contains_key(header::ORIGIN);
     // A debug-level span: enabled, it costs every request the formatting of its field, ~4 %
     // of PutRecord throughput at 32 connections (BENCHMARKS.md, round 8). The line a failed
     // request writes carries `request_id` itself, so at the default level an id from a
     // client's report still finds it; with debug logging on, every line of the request does.
     let span = tracing::debug_span!("request", request_id = %request_id);
     let mut response = handle(&state, request, request_id).instrument(span).await;
-    response.headers_mut().insert(
-        HEADER_REQUEST_ID,
-        HeaderValue::from_str(request_id).expect("a UUID is ASCII"),
-    );
+    response
+        .headers_mut()
+        .insert(HEADER_REQUEST_ID, request_id_header);
+    response
+        .headers_mut()
+        .insert(HEADER_AMZ_ID_2, extended_request_id());
     if cross_origin {
         add_cors(&mut response);
     }
     response
+}
+
+/// An `x-amz-id-2` value: 72 random bytes in base64, the size AWS sends. Nothing reads it
+/// back; clients log it next to the request id.
+fn extended_request_id() -> HeaderValue {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 80];
+    for chunk in bytes.chunks_exact_mut(16) {
+        chunk.copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    let text = base64::engine::general_purpose::STANDARD.encode(&bytes[..72]);
+    HeaderValue::from_str(&text).expect("base64 is ASCII")
+}
+
+/// The service and operation an `X-Amz-Target` names, if either API has it.
+enum Target {
+    Firehose(millstream_api_firehose::Operation),
+    Kinesis(Operation),
+}
+
+impl Target {
+    fn parse(target: &str) -> Option<Target> {
+        if let Some(name) = target
+            .strip_prefix(millstream_api_firehose::TARGET_PREFIX)
+            .and_then(|rest| rest.strip_prefix('.'))
+        {
+            return millstream_api_firehose::Operation::from_target_name(name)
+                .map(Target::Firehose);
+        }
+        target
+            .strip_prefix(TARGET_PREFIX)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(Operation::from_target_name)
+            .map(Target::Kinesis)
+    }
+}
+
+/// Whether a JSON body can be a request at all: an object, possibly after whitespace. AWS
+/// refuses anything else (an empty body included) with a bare SerializationException before
+/// it looks at the signature; a body that starts well but does not parse is refused the same
+/// way by the decoder, after it.
+fn opens_json_object(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{')
 }
 
 async fn handle(state: &AppState, request: Request, request_id: &str) -> Response {
@@ -209,6 +261,21 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
             return response;
         }
     };
+    // AWS names an unknown operation and refuses a body that is not a JSON object before it
+    // checks the signature.
+    let target = parts
+        .headers
+        .get(HEADER_AMZ_TARGET)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(target) = Target::parse(target) else {
+        return encoded_response(KinesisError::unknown_operation().encode(protocol));
+    };
+    if protocol == Protocol::Json && !opens_json_object(&body) {
+        return encoded_response(
+            KinesisError::from(ProtocolError::Serialization { message: None }).encode(protocol),
+        );
+    }
     let mode = if state.credentials.is_empty() {
         Mode::PresenceOnly
     } else {
@@ -218,40 +285,26 @@ async fn handle(state: &AppState, request: Request, request_id: &str) -> Respons
         log_failure(request_id, &"authentication", err.code, Some(&err.message));
         return encoded_response(err.to_response(protocol));
     }
-    let target = parts
-        .headers
-        .get(HEADER_AMZ_TARGET)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     let connection = parts
         .extensions
         .get::<Arc<ConnectionPolls>>()
         .map(Arc::as_ref);
-    if let Some(name) = target
-        .strip_prefix(millstream_api_firehose::TARGET_PREFIX)
-        .and_then(|rest| rest.strip_prefix('.'))
-    {
-        let Some(operation) = millstream_api_firehose::Operation::from_target_name(name) else {
-            return encoded_response(KinesisError::unknown_operation().encode(protocol));
-        };
-        // Boxed: Firehose's handler future is ~31 KB (its largest operations); held inline it
-        // made every in-flight request's future that large (measured 31,680 bytes), Kinesis
-        // requests included, whose own handler future is ~2 KB. No throughput change was
-        // measurable (BENCHMARKS.md); the point is memory per open request.
-        return match Box::pin(state.firehose.handle(operation, protocol, &body)).await {
-            Ok(body) => success(protocol, body),
-            Err(err) => {
-                log_failure(request_id, &operation, err.code, err.message.as_deref());
-                encoded_response(err.encode(protocol))
-            }
-        };
-    }
-    let operation = target
-        .strip_prefix(TARGET_PREFIX)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(Operation::from_target_name);
-    let Some(operation) = operation else {
-        return encoded_response(KinesisError::unknown_operation().encode(protocol));
+    let operation = match target {
+        Target::Firehose(operation) => {
+            // Boxed: Firehose's handler future is ~31 KB (its largest operations); held
+            // inline it made every in-flight request's future that large (measured 31,680
+            // bytes), Kinesis requests included, whose own handler future is ~2 KB. No
+            // throughput change was measurable (BENCHMARKS.md); the point is memory per open
+            // request.
+            return match Box::pin(state.firehose.handle(operation, protocol, &body)).await {
+                Ok(body) => success(protocol, body),
+                Err(err) => {
+                    log_failure(request_id, &operation, err.code, err.message.as_deref());
+                    encoded_response(err.encode(protocol))
+                }
+            };
+        }
+        Target::Kinesis(operation) => operation,
     };
     if operation == Operation::SubscribeToShard {
         return match state.kinesis.subscribe_to_shard(protocol, &body).await {

@@ -78,8 +78,8 @@ impl Streams {
             name: None,
             arn: Some(stream_arn.to_string()),
         };
-        crate::lifecycle::validate_tags(&tags)?;
         let account = self.account().to_string();
+        crate::lifecycle::check_new_tags(&tags, &format!("consumer {name}"), &account)?;
         let (stream, consumer) = self
             .mutate(&target, |meta, now| {
                 let status = status_of(meta, now);
@@ -295,8 +295,9 @@ impl Streams {
     }
 
     pub async fn tag_resource(&self, arn: &str, tags: BTreeMap<String, String>) -> Result<()> {
-        crate::lifecycle::validate_tags(&tags)?;
+        let account = self.account().to_string();
         self.update_resource(arn, |current, _| {
+            crate::lifecycle::check_new_tags(&tags, &format!("resource {arn}"), &account)?;
             let mut merged = current.clone();
             merged.extend(tags);
             if merged.len() > TAGS_PER_RESOURCE_MAX {
@@ -311,7 +312,14 @@ impl Streams {
     }
 
     pub async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<()> {
+        let account = self.account().to_string();
         self.update_resource(arn, |current, _| {
+            crate::lifecycle::check_tag_characters(
+                keys.iter().map(String::as_str),
+                crate::lifecycle::TagChange::Remove,
+                &format!("resource {arn}"),
+                &account,
+            )?;
             for key in keys {
                 current.remove(key);
             }

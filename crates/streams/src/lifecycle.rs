@@ -69,22 +69,61 @@ pub struct StreamSummary {
     pub created_ms: u64,
 }
 
-pub(crate) fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
-    for (key, value) in tags {
-        if key.starts_with("aws:") {
-            return Err(StreamsError::InvalidArgument(
-                "Tag keys starting with 'aws:' are reserved for system use.".to_string(),
-            ));
-        }
-        let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
-        if !key.chars().all(allowed) || !value.chars().all(allowed) {
-            return Err(StreamsError::InvalidArgument(
-                "Values contain invalid characters. Invalid values: ".to_string()
-                    + &[key.as_str(), value.as_str()].join(", "),
-            ));
+/// Which way a tag change goes: AWS words its refusal of `%` by it.
+#[derive(Clone, Copy)]
+pub(crate) enum TagChange {
+    Add,
+    Remove,
+}
+
+/// AWS's character rules for tag keys and values, checked once the resource is known (an
+/// unknown stream answers ResourceNotFound first). Allowed: Unicode letters and digits, space
+/// separators (not tabs or line breaks), and `_ . / = + - @ :`. `%` passes the first rule and
+/// is then refused on its own, naming the resource.
+pub(crate) fn check_tag_characters<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+    change: TagChange,
+    resource: &str,
+    account: &str,
+) -> Result<()> {
+    let mut percent = false;
+    for text in texts {
+        for c in text.chars() {
+            let space_separator = c.is_whitespace() && !c.is_control();
+            if !(c.is_alphanumeric() || space_separator || "_./=+-@:%".contains(c)) {
+                return Err(StreamsError::InvalidArgument(
+                    "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
+                        .to_string(),
+                ));
+            }
+            percent |= c == '%';
         }
     }
+    if percent {
+        let change = match change {
+            TagChange::Add => "add tags to",
+            TagChange::Remove => "remove tags from",
+        };
+        return Err(StreamsError::InvalidArgument(format!(
+            "Failed to {change} {resource} under account {account} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
+        )));
+    }
     Ok(())
+}
+
+/// Tags being set: the reserved `aws:` prefix, then the character rules.
+pub(crate) fn check_new_tags(
+    tags: &BTreeMap<String, String>,
+    resource: &str,
+    account: &str,
+) -> Result<()> {
+    if tags.keys().any(|key| key.starts_with("aws:")) {
+        return Err(StreamsError::InvalidArgument(
+            "Tag keys starting with 'aws:' are reserved for system use.".to_string(),
+        ));
+    }
+    let texts = tags.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]);
+    check_tag_characters(texts, TagChange::Add, resource, account)
 }
 
 impl Streams {
@@ -163,7 +202,11 @@ impl Streams {
                 TAGS_PER_RESOURCE_MAX
             )));
         }
-        validate_tags(&request.tags)?;
+        check_new_tags(
+            &request.tags,
+            &format!("stream {}", request.name),
+            self.account(),
+        )?;
         let shard_count = match mode {
             StreamMode::OnDemand => {
                 let on_demand = self
@@ -261,10 +304,9 @@ impl Streams {
         let account = self.account().to_string();
         self.mutate(target, |meta, now| {
             if status_of(meta, now) == StreamStatus::Creating {
-                return Err(StreamsError::InUse(format!(
-                    "Stream {} under account {account} not ACTIVE, instead in state CREATING",
-                    meta.name
-                )));
+                // AWS deletes a stream that is still being created: it goes straight to
+                // DELETING and never becomes ACTIVE, so it shows no shards and takes no data.
+                meta.active_at_ms = u64::MAX;
             }
             let live_consumers = meta.consumers.iter().filter(|c| c.deleting_until_ms.is_none()).count();
             if live_consumers > 0 && !enforce_consumer_deletion {
@@ -294,10 +336,11 @@ impl Streams {
     }
 
     /// Like `describe`, but only once the stream can take reads and writes (ACTIVE or
-    /// UPDATING, or DELETING until it is gone); CREATING streams are not found, as on AWS.
+    /// UPDATING, or DELETING until it is gone); CREATING streams, and streams deleted before
+    /// they were ever ACTIVE, are not found, as on AWS.
     pub(crate) fn data_view(&self, target: &StreamRef) -> Result<Arc<StreamView>> {
         let view = self.view(target)?;
-        if view.status(now_ms()) == StreamStatus::Creating {
+        if now_ms() < view.meta.active_at_ms {
             return Err(self.stream_not_found(&view.meta.name));
         }
         Ok(view)
@@ -467,9 +510,9 @@ impl Streams {
     }
 
     pub async fn add_tags(&self, target: &StreamRef, tags: BTreeMap<String, String>) -> Result<()> {
-        validate_tags(&tags)?;
         let account = self.account().to_string();
         self.mutate(target, |meta, now| {
+            check_new_tags(&tags, &format!("stream {}", meta.name), &account)?;
             if status_of(meta, now) == StreamStatus::Creating {
                 return Err(StreamsError::InUse(format!(
                     "Stream {} under account {account} not ACTIVE, instead in state CREATING",
@@ -493,6 +536,12 @@ impl Streams {
     pub async fn remove_tags(&self, target: &StreamRef, keys: &[String]) -> Result<()> {
         let account = self.account().to_string();
         self.mutate(target, |meta, now| {
+            check_tag_characters(
+                keys.iter().map(String::as_str),
+                TagChange::Remove,
+                &format!("stream {}", meta.name),
+                &account,
+            )?;
             if status_of(meta, now) == StreamStatus::Creating {
                 return Err(StreamsError::InUse(format!(
                     "Stream {} under account {account} not ACTIVE, instead in state CREATING",

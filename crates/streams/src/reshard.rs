@@ -74,6 +74,22 @@ impl Streams {
         ))
     }
 
+    /// Split and merge read their shard ids before they look for the stream, as AWS does: an
+    /// id that is not one (or past 2147483647) is "Could not find shard" even for an unknown
+    /// stream; a well-formed id of an unknown stream is the stream's absence.
+    fn require_shard_ids(&self, target: &StreamRef, texts: &[&str]) -> Result<()> {
+        for text in texts {
+            if ShardId::parse(text).is_none_or(|id| id.0 > i32::MAX as u32) {
+                let name = self.resolve_name(target)?;
+                return Err(StreamsError::NotFound(format!(
+                    "Could not find shard {text} in stream {name} under account {}.",
+                    self.account()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn find_shard(&self, meta: &StreamMeta, text: &str) -> Result<u32> {
         let parsed = ShardId::parse(text);
         parsed
@@ -220,6 +236,7 @@ impl Streams {
         shard_text: &str,
         new_starting_hash_key: &str,
     ) -> Result<()> {
+        self.require_shard_ids(target, &[shard_text])?;
         self.reshard(target, "SplitShard", async |this: &Streams, meta: &mut StreamMeta, now| {
             let index = this.find_shard(meta, shard_text)?;
             let shard = meta.shards[index as usize].clone();
@@ -254,6 +271,7 @@ impl Streams {
         shard_text: &str,
         adjacent_text: &str,
     ) -> Result<()> {
+        self.require_shard_ids(target, &[shard_text, adjacent_text])?;
         self.reshard(target, "MergeShards", async |this: &Streams, meta: &mut StreamMeta, now| {
             let index = this.find_shard(meta, shard_text)?;
             let adjacent = this.find_shard(meta, adjacent_text)?;
@@ -262,10 +280,11 @@ impl Streams {
                     return Err(this.not_eligible(meta, shard));
                 }
             }
-            let (a, b) = (&meta.shards[index as usize], &meta.shards[adjacent as usize]);
-            let adjacent_pair = index != adjacent
-                && (a.end_hash.checked_add(1) == Some(b.start_hash)
-                    || b.end_hash.checked_add(1) == Some(a.start_hash));
+            // The shard to merge must be the lower of the two ranges: AWS refuses the pair given
+            // the other way round as not adjacent.
+            let (low, high) = (&meta.shards[index as usize], &meta.shards[adjacent as usize]);
+            let adjacent_pair =
+                index != adjacent && low.end_hash.checked_add(1) == Some(high.start_hash);
             if !adjacent_pair {
                 return Err(StreamsError::InvalidArgument(format!(
                     "Shards {} and {} in stream {} under account {} are not an adjacent pair of shards eligible for merging",
@@ -359,7 +378,8 @@ impl Streams {
         limit: usize,
     ) -> (Vec<ShardMeta>, bool) {
         let now = now_ms();
-        if view.status(now) == StreamStatus::Creating {
+        // No shards before the stream is first ACTIVE (CREATING, or deleted while CREATING).
+        if now < view.meta.active_at_ms {
             return (Vec::new(), false);
         }
         let after = exclusive_start.and_then(ShardId::parse).map(|id| id.0);

@@ -232,7 +232,7 @@ async fn life(
                     millstream_types::ShardId(open[i + 1].index),
                 );
                 streams
-                    .merge_shards(&target, &b.to_string(), &a.to_string())
+                    .merge_shards(&target, &a.to_string(), &b.to_string())
                     .await
                     .unwrap();
             }

@@ -138,3 +138,53 @@ async fn streams_pass_through_creating_updating_and_deleting() {
     let listed = client.list_streams().send().await.unwrap();
     assert!(listed.stream_names().is_empty());
 }
+
+/// AWS lets a stream be deleted while it is being created: it goes to DELETING at once, never
+/// becomes ACTIVE (no shards, no data), and is gone after the deletion delay.
+#[tokio::test]
+async fn a_stream_deleted_while_creating_never_becomes_active() {
+    let server =
+        TestServer::start_with(&["--create-stream-ms", "400", "--delete-stream-ms", "800"]);
+    let client = server.client();
+    client
+        .create_stream()
+        .stream_name("brief")
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&client, "brief").await.as_deref(), Some("CREATING"));
+    client
+        .delete_stream()
+        .stream_name("brief")
+        .send()
+        .await
+        .expect("a CREATING stream can be deleted");
+    assert_eq!(status(&client, "brief").await.as_deref(), Some("DELETING"));
+    // Past the creation delay it is still DELETING, without shards, and takes no records.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let described = client
+        .describe_stream()
+        .stream_name("brief")
+        .send()
+        .await
+        .unwrap();
+    let description = described.stream_description().unwrap();
+    assert_eq!(description.stream_status().as_str(), "DELETING");
+    assert!(
+        description.shards().is_empty(),
+        "{:?}",
+        description.shards()
+    );
+    let put = client
+        .put_record()
+        .stream_name("brief")
+        .partition_key("k")
+        .data(Blob::new("x"))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(put.code(), Some("ResourceNotFoundException"));
+    wait_for(&client, "brief", None).await;
+}

@@ -131,11 +131,27 @@ async fn split_then_merge_keeps_lineage_and_every_record() {
     assert_eq!(parent_data, ["before-low", "before-high"]);
     assert_eq!(children, ["shardId-000000000001", "shardId-000000000002"]);
 
-    client
+    let inverted = client
         .merge_shards()
         .stream_name("resharded")
         .shard_to_merge("shardId-000000000002")
         .adjacent_shard_to_merge("shardId-000000000001")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        aws_sdk_kinesis::error::ProvideErrorMetadata::message(&inverted),
+        Some(
+            "Shards shardId-000000000002 and shardId-000000000001 in stream resharded under account 000000000000 are not an adjacent pair of shards eligible for merging"
+        ),
+        "the shard to merge must hold the lower range"
+    );
+    client
+        .merge_shards()
+        .stream_name("resharded")
+        .shard_to_merge("shardId-000000000001")
+        .adjacent_shard_to_merge("shardId-000000000002")
         .send()
         .await
         .unwrap();
@@ -156,10 +172,10 @@ async fn split_then_merge_keeps_lineage_and_every_record() {
         .to_vec();
     assert_eq!(shards.len(), 4);
     let merged = &shards[3];
-    assert_eq!(merged.parent_shard_id(), Some("shardId-000000000002"));
+    assert_eq!(merged.parent_shard_id(), Some("shardId-000000000001"));
     assert_eq!(
         merged.adjacent_parent_shard_id(),
-        Some("shardId-000000000001")
+        Some("shardId-000000000002")
     );
     assert!(open_cover_whole_space(&shards));
     // Children's numbers sort above their parents'.

@@ -299,6 +299,9 @@ fn cors_preflight_and_cross_origin_requests() {
         preflight.contains("access-control-max-age: 172800"),
         "{preflight}"
     );
+    // AWS gives a preflight a request id, but no extended id.
+    assert!(preflight.contains("x-amzn-requestid: "), "{preflight}");
+    assert!(!preflight.contains("x-amz-id-2"), "{preflight}");
 
     let body = "{}";
     let post = |origin: &str| {

@@ -155,6 +155,85 @@ async fn protocol_errors_have_the_right_envelope() {
     assert_eq!(bad_base64.json()["__type"], "SerializationException");
 }
 
+/// AWS names an unknown operation, and refuses a body that is not a JSON object, before it
+/// checks the signature; a signature problem comes only after both.
+#[tokio::test]
+async fn unknown_targets_and_non_json_bodies_are_refused_before_authentication() {
+    let server = TestServer::start();
+    for target in [
+        None,
+        Some("Whatever"),
+        Some("Kinesis_20131202.Whatever"),
+        Some("Kinesis_20131202."),
+    ] {
+        let unknown = raw_request(
+            server.port,
+            target,
+            Some("application/x-amz-json-1.1"),
+            b"{}",
+            false,
+        );
+        assert_eq!(unknown.status, 400, "{target:?}");
+        assert_eq!(
+            unknown.json(),
+            json!({"__type": "UnknownOperationException"}),
+            "{target:?}"
+        );
+    }
+    for body in [&b""[..], b"hello", b"  [1]"] {
+        for signed in [false, true] {
+            let refused = raw_request(
+                server.port,
+                Some("Kinesis_20131202.ListStreams"),
+                Some("application/x-amz-json-1.1"),
+                body,
+                signed,
+            );
+            assert_eq!(refused.status, 400);
+            assert_eq!(
+                refused.json(),
+                json!({"__type": "SerializationException"}),
+                "{body:?}"
+            );
+        }
+    }
+    let firehose_empty = raw_request(
+        server.port,
+        Some("Firehose_20150804.ListDeliveryStreams"),
+        Some("application/x-amz-json-1.1"),
+        b"",
+        false,
+    );
+    assert_eq!(
+        firehose_empty.json(),
+        json!({"__type": "SerializationException"})
+    );
+}
+
+/// Every API response carries an `x-amz-id-2` like AWS's: base64 of 72 bytes, new each time.
+#[tokio::test]
+async fn responses_carry_an_extended_request_id() {
+    use base64::Engine as _;
+    let server = TestServer::start();
+    let ids: Vec<String> = [json!({}), json!({"Limit": 0})]
+        .into_iter()
+        .map(|body| {
+            let response = json_request(server.port, "ListStreams", body);
+            response
+                .header("x-amz-id-2")
+                .expect("x-amz-id-2")
+                .to_string()
+        })
+        .collect();
+    for id in &ids {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(id)
+            .expect("base64");
+        assert_eq!(bytes.len(), 72, "{id}");
+    }
+    assert_ne!(ids[0], ids[1]);
+}
+
 fn cbor(value: &ciborium::Value) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(value, &mut out).unwrap();
