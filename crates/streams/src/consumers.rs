@@ -79,9 +79,9 @@ impl Streams {
             arn: Some(stream_arn.to_string()),
         };
         let account = self.account().to_string();
-        crate::lifecycle::check_new_tags(&tags, &format!("consumer {name}"), &account)?;
         let (stream, consumer) = self
             .mutate(&target, |meta, now| {
+                crate::lifecycle::check_new_tags(&tags, &format!("consumer {name}"), &account)?;
                 let status = status_of(meta, now);
                 if !matches!(status, StreamStatus::Active | StreamStatus::Updating) {
                     return Err(StreamsError::InUse(format!(
