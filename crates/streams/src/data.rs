@@ -269,6 +269,12 @@ pub(crate) fn child_shards(view: &StreamView, parent: u32) -> Vec<ChildShardOut>
         .collect()
 }
 
+/// A shard id as AWS reads one: `ShardId::parse`, and at most 2147483647 (AWS's shard numbers
+/// are 32-bit signed; a larger one is not an id at all).
+pub(crate) fn parse_shard_id(text: &str) -> Option<ShardId> {
+    ShardId::parse(text).filter(|id| id.0 <= i32::MAX as u32)
+}
+
 impl Streams {
     /// GetShardIterator's answer for a shard it cannot find: AWS names it in its canonical
     /// form when the id parses as one (`shardId-5` is `shardId-000000000005`), and echoes the
@@ -276,11 +282,17 @@ impl Streams {
     fn missing_shard(&self, parsed: Option<ShardId>, text: &str, stream: &str) -> StreamsError {
         match parsed {
             Some(id) => self.shard_not_found(&id.to_string(), stream),
-            None => StreamsError::NotFound(format!(
-                "Could not find shard {text} in stream {stream} under account {}.",
-                self.account()
-            )),
+            None => self.could_not_find_shard(text, stream),
         }
+    }
+
+    /// AWS's answer for a shard id that names no shard it could look up: malformed ones
+    /// (echoed as given) in every operation, and unknown ones in split and merge.
+    pub(crate) fn could_not_find_shard(&self, shard: &str, stream: &str) -> StreamsError {
+        StreamsError::NotFound(format!(
+            "Could not find shard {shard} in stream {stream} under account {}.",
+            self.account()
+        ))
     }
 
     fn shard_not_found(&self, shard: &str, stream: &str) -> StreamsError {
@@ -496,7 +508,7 @@ impl Streams {
     ) -> Result<String> {
         // AWS reads the shard id before it looks for the stream: an unknown stream is answered
         // as a missing shard.
-        let parsed = ShardId::parse(shard_text).filter(|id| id.0 <= i32::MAX as u32);
+        let parsed = parse_shard_id(shard_text);
         let view = match self.data_view(target) {
             Ok(view) => view,
             Err(StreamsError::NotFound(message)) => {

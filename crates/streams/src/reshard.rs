@@ -79,12 +79,9 @@ impl Streams {
     /// stream; a well-formed id of an unknown stream is the stream's absence.
     fn require_shard_ids(&self, target: &StreamRef, texts: &[&str]) -> Result<()> {
         for text in texts {
-            if ShardId::parse(text).is_none_or(|id| id.0 > i32::MAX as u32) {
+            if crate::data::parse_shard_id(text).is_none() {
                 let name = self.resolve_name(target)?;
-                return Err(StreamsError::NotFound(format!(
-                    "Could not find shard {text} in stream {name} under account {}.",
-                    self.account()
-                )));
+                return Err(self.could_not_find_shard(text, &name));
             }
         }
         Ok(())
@@ -98,11 +95,7 @@ impl Streams {
             .ok_or_else(|| {
                 // The canonical id when the text parses as one, as AWS answers.
                 let shard = parsed.map_or_else(|| text.to_string(), |id| id.to_string());
-                StreamsError::NotFound(format!(
-                    "Could not find shard {shard} in stream {} under account {}.",
-                    meta.name,
-                    self.account()
-                ))
+                self.could_not_find_shard(&shard, &meta.name)
             })
     }
 
